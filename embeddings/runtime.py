@@ -1,0 +1,113 @@
+"""Serving embeddings with ONNX Runtime: CUDA when present, CPU otherwise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from embeddings.export import ensure_onnx
+from embeddings.model import ModelSource, bundled_minilm, verify
+from embeddings.protocol import Vectors
+
+logger = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class EmbedderOptions:
+    """How to serve the model. `device` is "auto", "cuda" or "cpu"."""
+
+    cache_dir: Path
+    int8: bool = False
+    device: str = "auto"
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
+
+
+def choose_providers(device: str, available: Sequence[str]) -> list[str]:
+    if device not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"device must be auto, cuda or cpu, not {device!r}")
+    if device != "cpu" and CUDA in available:
+        return [CUDA, CPU]
+    if device == "cuda":
+        logger.warning("CUDA requested but ONNX Runtime offers only %s", list(available))
+    return [CPU]
+
+
+class OnnxEmbedder:
+    """Sentence embeddings from an exported sentence-transformers model.
+
+    `embed` is thread-safe (ONNX Runtime sessions allow concurrent `run`), and pads each
+    call only to its longest text.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        source: ModelSource,
+        *,
+        variant: str,
+        providers: Sequence[str],
+        threads: int = 0,
+    ) -> None:
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=list(providers)
+        )
+        self._tokenizer = Tokenizer.from_file(str(source.tokenizer))
+        self._tokenizer.enable_truncation(max_length=source.max_tokens)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._source = source
+        self._model_id = f"{source.name}:{source.sha256[:16]}:{variant}"
+        self.provider = self._session.get_providers()[0]
+        logger.info("embedding model %s on %s", self._model_id, self.provider)
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        return self._source.dim
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        feed = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        (vectors,) = self._session.run(None, feed)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text occupies after truncation (special tokens included)."""
+        return [sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(texts))]
+
+
+def load_embedder(
+    options: EmbedderOptions, source: ModelSource | None = None
+) -> OnnxEmbedder:
+    """Verify the model, export it on first use, and open an ONNX Runtime session."""
+    source = source or bundled_minilm()
+    verify(source)
+    path = ensure_onnx(source, options.cache_dir, int8=options.int8)
+    providers = choose_providers(options.device, ort.get_available_providers())
+    return OnnxEmbedder(
+        path,
+        source,
+        variant="int8" if options.int8 else "fp32",
+        providers=providers,
+        threads=options.threads,
+    )

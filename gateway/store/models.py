@@ -1,0 +1,80 @@
+"""The store's tables. Change them only together with a revision in `migrations/`."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CacheEntry(Base):
+    """One cached answer. Times are Unix seconds (UTC), the same in SQLite and PostgreSQL."""
+
+    __tablename__ = "cache_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str] = mapped_column(String(128), default="")
+    category: Mapped[str] = mapped_column(String(64))
+    model_family: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)  # what was embedded
+    context_hash: Mapped[str] = mapped_column(String(64))
+    request_json: Mapped[str] = mapped_column(Text)
+    response_json: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    embedding_model: Mapped[str] = mapped_column(String(128))
+    embedding_dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_hit_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hit_count: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    upstream_model: Mapped[str] = mapped_column(String(128), default="")
+
+    __table_args__ = (
+        Index("ix_cache_entries_partition", "tenant", "namespace", "category", "id"),
+        Index("ix_cache_entries_expires_at", "expires_at"),
+    )
+
+
+class RequestEvent(Base):
+    """One row per request the gateway answered, whatever the outcome."""
+
+    __tablename__ = "request_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float)
+    tenant: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # hit_exact, hit_semantic, miss, bypass, error
+    similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    model: Mapped[str] = mapped_column(String(128), default="")
+    # A plain column, not a foreign key: events are a log and outlive purged entries.
+    entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (Index("ix_request_events_ts", "ts"),)

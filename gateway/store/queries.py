@@ -1,0 +1,203 @@
+"""Reading and writing the store. Every method is one short transaction, safe to call
+from worker threads (each opens its own session)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.store.models import CacheEntry, RequestEvent
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Entries of different partitions never meet: one index each."""
+
+    tenant: str
+    namespace: str
+    category: str
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    partition: Partition
+    model_family: str
+    text: str
+    context_hash: str
+    request_json: str
+    response_json: str
+    embedding: FloatArray
+    embedding_model: str
+    created_at: float
+    expires_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    upstream_model: str = ""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    ts: float
+    tenant: str
+    category: str
+    outcome: str
+    latency_ms: float
+    similarity: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    model: str = ""
+    entry_id: int | None = None
+
+
+def encode_vector(vector: FloatArray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def decode_vectors(blobs: Sequence[bytes], dim: int) -> FloatArray:
+    joined = b"".join(blobs)
+    return np.frombuffer(joined, dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._session()
+
+    def add_entry(self, new: NewEntry) -> int:
+        """Commit one entry and return its id. The commit is durable when this returns."""
+        row = CacheEntry(
+            tenant=new.partition.tenant,
+            namespace=new.partition.namespace,
+            category=new.partition.category,
+            model_family=new.model_family,
+            text=new.text,
+            context_hash=new.context_hash,
+            request_json=new.request_json,
+            response_json=new.response_json,
+            embedding=encode_vector(new.embedding),
+            embedding_model=new.embedding_model,
+            embedding_dim=int(new.embedding.shape[-1]),
+            created_at=new.created_at,
+            expires_at=new.expires_at,
+            hit_count=0,
+            prompt_tokens=new.prompt_tokens,
+            completion_tokens=new.completion_tokens,
+            cost_usd=new.cost_usd,
+            upstream_model=new.upstream_model,
+        )
+        with self._session.begin() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def get_entry(self, entry_id: int) -> CacheEntry | None:
+        with self._session() as session:
+            return session.get(CacheEntry, entry_id)
+
+    def delete_entries(self, entry_ids: Iterable[int]) -> int:
+        ids = list(entry_ids)
+        if not ids:
+            return 0
+        with self._session.begin() as session:
+            result = session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids)))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def partitions(self) -> list[Partition]:
+        query = select(CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category).distinct()
+        with self._session() as session:
+            return [Partition(*row) for row in session.execute(query)]
+
+    def entry_ids(self, partition: Partition) -> set[int]:
+        query = select(CacheEntry.id).where(*_in_partition(partition))
+        with self._session() as session:
+            return set(session.scalars(query))
+
+    def embeddings(
+        self,
+        partition: Partition,
+        *,
+        ids: Iterable[int] | None = None,
+        chunk: int = 4096,
+    ) -> Iterator[tuple[list[int], list[str], list[bytes], list[str]]]:
+        """Chunks of (ids, texts, embedding blobs, embedding model ids) in id order."""
+        wanted = sorted(ids) if ids is not None else None
+        last = 0
+        while True:
+            query = (
+                select(CacheEntry.id, CacheEntry.text, CacheEntry.embedding,
+                       CacheEntry.embedding_model)
+                .where(*_in_partition(partition), CacheEntry.id > last)
+                .order_by(CacheEntry.id)
+                .limit(chunk)
+            )
+            if wanted is not None:
+                batch = [i for i in wanted if i > last][:chunk]
+                if not batch:
+                    return
+                query = query.where(CacheEntry.id.in_(batch))
+            with self._session() as session:
+                rows = session.execute(query).all()
+            if not rows:
+                return
+            yield ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                   [r[3] for r in rows])
+            last = rows[-1][0]
+
+    def replace_embeddings(
+        self, entry_ids: Sequence[int], vectors: FloatArray, model_id: str
+    ) -> None:
+        """Store embeddings of another model for these entries (after a model change)."""
+        with self._session.begin() as session:
+            for entry_id, vector in zip(entry_ids, vectors, strict=True):
+                session.execute(
+                    update(CacheEntry)
+                    .where(CacheEntry.id == entry_id)
+                    .values(
+                        embedding=encode_vector(vector),
+                        embedding_model=model_id,
+                        embedding_dim=int(vector.shape[-1]),
+                    )
+                )
+
+    def count_entries(self) -> int:
+        with self._session() as session:
+            return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
+
+    def record_event(self, new: NewEvent) -> int:
+        row = RequestEvent(
+            ts=new.ts,
+            tenant=new.tenant,
+            category=new.category,
+            outcome=new.outcome,
+            similarity=new.similarity,
+            latency_ms=new.latency_ms,
+            prompt_tokens=new.prompt_tokens,
+            completion_tokens=new.completion_tokens,
+            cost_usd=new.cost_usd,
+            model=new.model,
+            entry_id=new.entry_id,
+        )
+        with self._session.begin() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+
+def _in_partition(partition: Partition) -> tuple[object, ...]:
+    return (
+        CacheEntry.tenant == partition.tenant,
+        CacheEntry.namespace == partition.namespace,
+        CacheEntry.category == partition.category,
+    )
