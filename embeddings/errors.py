@@ -1,9 +1,9 @@
 """Errors raised while turning text into vectors.
 
-    EmbeddingError
-    ├── ModelIntegrityError   the model file does not match its published SHA-256
-    ├── ModelExportError      the ONNX export or quantisation failed
-    └── EmbedderClosedError   a request reached a batcher that was shut down
+EmbeddingError
+├── ModelIntegrityError   the model file does not match its published SHA-256
+├── ModelExportError      the ONNX export or quantisation failed
+└── EmbedderClosedError   a request reached a batcher that was shut down
 """
 
 from __future__ import annotations

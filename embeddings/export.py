@@ -119,6 +119,4 @@ def _quantize(fp32: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logger.info("quantising %s to int8 (dynamic, per channel)", fp32)
-    quantize_dynamic(
-        str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8
-    )
+    quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)

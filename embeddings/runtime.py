@@ -96,9 +96,7 @@ class OnnxEmbedder:
         return [sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(texts))]
 
 
-def load_embedder(
-    options: EmbedderOptions, source: ModelSource | None = None
-) -> OnnxEmbedder:
+def load_embedder(options: EmbedderOptions, source: ModelSource | None = None) -> OnnxEmbedder:
     """Verify the model, export it on first use, and open an ONNX Runtime session."""
     source = source or bundled_minilm()
     verify(source)

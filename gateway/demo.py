@@ -35,7 +35,7 @@ class Pair:
 
 def bundled_pairs(limit: int | None = None) -> list[Pair]:
     text = resources.files("gateway").joinpath("data/qqp_sample.jsonl").read_text("utf-8")
-    pairs = [Pair(**json.loads(line)) for line in text.splitlines() if line.strip()]
+    pairs = [Pair(**json.loads(line)) for line in text.split("\n") if line.strip()]
     return pairs[:limit] if limit else pairs
 
 
@@ -100,8 +100,11 @@ def run_demo(settings: Settings, *, pairs: int, threshold: float, out: TextIO) -
         if shown < 12 and best is not None and entry is not None:
             shown += 1
             result = "hit" if correct else ("WRONG HIT" if hit else "miss")
-            print(f"{best.similarity:6.3f}  {pair.label:>5}  {result:<10} "
-                  f"{_clip(pair.b)} -> {_clip(entry.text)}", file=out)
+            print(
+                f"{best.similarity:6.3f}  {pair.label:>5}  {result:<10} "
+                f"{_clip(pair.b)} -> {_clip(entry.text)}",
+                file=out,
+            )
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     summary = {

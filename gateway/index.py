@@ -112,16 +112,23 @@ class HnswIndex:
         labels = [int(label) for label in entry_ids]
         with self._lock.write():
             known, fresh = self._split_known(labels)
+            threads = -1 if len(labels) >= 256 else 1  # bulk loads use every core
             if known:
                 rows = [i for i, label in enumerate(labels) if label in known]
-                self._raw.add_items(data[rows], [labels[i] for i in rows])
+                self._raw.add_items(data[rows], [labels[i] for i in rows], num_threads=threads)
             if fresh:
                 rows = [i for i, label in enumerate(labels) if label in fresh]
-                needed = self._raw.get_current_count() + len(rows)
+                # Fresh labels take the slots of deleted entries first.
+                vacant = self._raw.get_current_count() - len(self._live | known)
+                needed = self._raw.get_current_count() + max(0, len(rows) - vacant)
                 if needed > self._raw.get_max_elements():
                     self._raw.resize_index(max(needed, 2 * self._raw.get_max_elements()))
-                # Fresh labels take the slots of deleted entries first.
-                self._raw.add_items(data[rows], [labels[i] for i in rows], replace_deleted=True)
+                self._raw.add_items(
+                    data[rows],
+                    [labels[i] for i in rows],
+                    num_threads=threads,
+                    replace_deleted=True,
+                )
             self._live.update(labels)
             self.last_entry_id = max(self.last_entry_id, *labels)
 
@@ -218,8 +225,9 @@ class HnswIndex:
         index._deleted = set(header.deleted)
         index._live = {int(i) for i in raw.get_ids_list()} - index._deleted
         if len(index._live) != header.count:
-            raise IndexFileError(f"{path} holds {len(index._live)} entries, header says "
-                                 f"{header.count}")
+            raise IndexFileError(
+                f"{path} holds {len(index._live)} entries, header says {header.count}"
+            )
         index.last_entry_id = header.last_entry_id
         return index
 

@@ -80,13 +80,20 @@ class Settings:
         defaults = EmbeddingSettings()
         device = get("EMBEDDING_DEVICE") or defaults.device
         if device not in ("auto", "cuda", "cpu"):
-            raise SettingsError(f"GATEWAY_EMBEDDING_DEVICE must be auto, cuda or cpu, not {device!r}")
+            raise SettingsError(
+                f"GATEWAY_EMBEDDING_DEVICE must be auto, cuda or cpu, not {device!r}"
+            )
         try:
             batch = BatchLimits(
-                max_batch=_int(get("EMBEDDING_MAX_BATCH"), "EMBEDDING_MAX_BATCH",
-                               defaults.batch.max_batch),
-                max_wait=_float(get("EMBEDDING_MAX_WAIT_MS"), "EMBEDDING_MAX_WAIT_MS",
-                                defaults.batch.max_wait * 1000) / 1000,
+                max_batch=_int(
+                    get("EMBEDDING_MAX_BATCH"), "EMBEDDING_MAX_BATCH", defaults.batch.max_batch
+                ),
+                max_wait=_float(
+                    get("EMBEDDING_MAX_WAIT_MS"),
+                    "EMBEDDING_MAX_WAIT_MS",
+                    defaults.batch.max_wait * 1000,
+                )
+                / 1000,
             )
         except ValueError as exc:
             raise SettingsError(f"GATEWAY_EMBEDDING_*: {exc}") from exc

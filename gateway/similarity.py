@@ -25,7 +25,8 @@ def cosine_matrix(queries: FloatArray, keys: FloatArray) -> FloatArray:
     """Pairwise cosine similarity, shape (len(queries), len(keys))."""
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     k = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
-    return np.clip(q @ k.T, -1.0, 1.0).astype(np.float32)
+    result: FloatArray = np.clip(q @ k.T, -1.0, 1.0).astype(np.float32)
+    return result
 
 
 def from_distance(distance: float) -> float:

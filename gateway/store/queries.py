@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.store.models import CacheEntry, RequestEvent
@@ -136,8 +136,9 @@ class Store:
         last = 0
         while True:
             query = (
-                select(CacheEntry.id, CacheEntry.text, CacheEntry.embedding,
-                       CacheEntry.embedding_model)
+                select(
+                    CacheEntry.id, CacheEntry.text, CacheEntry.embedding, CacheEntry.embedding_model
+                )
                 .where(*_in_partition(partition), CacheEntry.id > last)
                 .order_by(CacheEntry.id)
                 .limit(chunk)
@@ -151,8 +152,12 @@ class Store:
                 rows = session.execute(query).all()
             if not rows:
                 return
-            yield ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                   [r[3] for r in rows])
+            yield (
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+            )
             last = rows[-1][0]
 
     def replace_embeddings(
@@ -195,7 +200,7 @@ class Store:
             return row.id
 
 
-def _in_partition(partition: Partition) -> tuple[object, ...]:
+def _in_partition(partition: Partition) -> tuple[ColumnElement[bool], ...]:
     return (
         CacheEntry.tenant == partition.tenant,
         CacheEntry.namespace == partition.namespace,

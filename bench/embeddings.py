@@ -1,0 +1,92 @@
+"""Embedding latency and throughput: batch 1/8/32/128, short and long prompts, fp32/int8.
+
+python -m bench.embeddings [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from bench.common import percentiles, print_table, shared_data, write_json
+from embeddings.runtime import EmbedderOptions, OnnxEmbedder, load_embedder
+from gateway.demo import bundled_pairs
+from gateway.settings import default_model_cache
+
+BATCHES = (1, 8, 32, 128)
+
+
+def prompt_sets(embedder: OnnxEmbedder) -> dict[str, list[str]]:
+    short = [p.b for p in bundled_pairs()][:512]
+    arena = shared_data() / "categories" / "arena_hard_v2.jsonl"
+    long_ = [json.loads(line)["prompt"] for line in arena.read_text().split("\n") if line.strip()]
+    long_ = [t for t in long_ if embedder.token_counts([t])[0] >= 200][:512]
+    return {"short": short, "long": long_}
+
+
+def measure(embedder: OnnxEmbedder, texts: list[str], batch: int, repeat: int) -> dict[str, float]:
+    embedder.embed(texts[:batch])  # warm-up
+    samples: list[float] = []
+    for i in range(repeat):
+        start = (i * batch) % max(1, len(texts) - batch)
+        chunk = texts[start : start + batch]
+        t0 = time.perf_counter()
+        embedder.embed(chunk)
+        samples.append((time.perf_counter() - t0) * 1000)
+    stats = percentiles(samples)
+    stats["texts_per_s"] = batch / (stats["mean"] / 1000)
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("GATEWAY_MODEL_CACHE_DIR", default_model_cache())),
+    )
+    args = parser.parse_args()
+
+    results = []
+    for int8 in (False, True):
+        embedder = load_embedder(EmbedderOptions(cache_dir=args.cache_dir, int8=int8))
+        sets = prompt_sets(embedder)
+        for kind, texts in sets.items():
+            tokens = sum(embedder.token_counts(texts)) / len(texts)
+            for batch in BATCHES:
+                repeat = max(3, args.repeat if batch <= 32 else args.repeat // 4)
+                stats = measure(embedder, texts, batch, repeat)
+                results.append(
+                    {
+                        "variant": "int8" if int8 else "fp32",
+                        "provider": embedder.provider,
+                        "prompts": kind,
+                        "mean_tokens": round(tokens, 1),
+                        "batch": batch,
+                        **stats,
+                    }
+                )
+    print_table(
+        ["variant", "prompts", "tokens", "batch", "p50 ms", "p95 ms", "texts/s"],
+        [
+            [
+                r["variant"],
+                r["prompts"],
+                r["mean_tokens"],
+                r["batch"],
+                r["p50"],
+                r["p95"],
+                round(r["texts_per_s"], 1),
+            ]
+            for r in results
+        ],
+    )
+    write_json("embeddings", {"results": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Cache quality on labelled question pairs: store one side, ask with the other.
+
+For every pair, side `a` is a cache entry and side `b` a query; the top-1 neighbour of `b`
+is served when its cosine similarity clears the threshold. A served answer is right only
+when the pair is a labelled duplicate and the neighbour is its own `a`; every other served
+answer is a false hit. Recall counts the duplicates that were served right.
+
+    python -m bench.quality [--pairs PATH] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from bench.common import print_table, shared_data, write_json
+from embeddings.protocol import embed_all
+from embeddings.runtime import EmbedderOptions, load_embedder
+from gateway.index import HnswIndex, IndexParams
+from gateway.settings import default_model_cache
+
+BETA = 0.5
+
+
+@dataclass(frozen=True)
+class Scores:
+    threshold: float
+    hits: int
+    true_hits: int
+    false_hits: int
+    precision: float
+    recall: float
+    f_beta: float
+
+
+def score(
+    similarity: npt.NDArray[np.float64],
+    correct_neighbor: npt.NDArray[np.bool_],
+    positives: int,
+    threshold: float,
+) -> Scores:
+    """Scores at one threshold, from each query's top-1 similarity and whether it is right."""
+    served = similarity >= threshold
+    true_hits = int(np.sum(served & correct_neighbor))
+    hits = int(np.sum(served))
+    precision = true_hits / hits if hits else 1.0
+    recall = true_hits / positives if positives else 0.0
+    denominator = BETA**2 * precision + recall
+    f_beta = (1 + BETA**2) * precision * recall / denominator if denominator else 0.0
+    return Scores(round(threshold, 2), hits, true_hits, hits - true_hits, precision, recall, f_beta)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("GATEWAY_MODEL_CACHE_DIR", default_model_cache())),
+    )
+    args = parser.parse_args()
+    path = args.pairs or shared_data() / "qqp_pairs.jsonl"
+    pairs = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
+    if args.limit:
+        pairs = pairs[: args.limit]
+
+    embedder = load_embedder(EmbedderOptions(cache_dir=args.cache_dir))
+    entries = list(dict.fromkeys(p["a"] for p in pairs))
+    entry_id = {text: i + 1 for i, text in enumerate(entries)}
+    index = HnswIndex(
+        embedder.dim, model_id=embedder.model_id, params=IndexParams(initial_capacity=len(entries))
+    )
+    index.add(list(entry_id.values()), embed_all(embedder, entries))
+    queries = embed_all(embedder, [p["b"] for p in pairs])
+
+    duplicates = {(p["a"], p["b"]) for p in pairs if p["label"] == 1}
+    duplicates |= {(b, a) for a, b in duplicates}
+    similarity = np.empty(len(pairs))
+    correct = np.zeros(len(pairs), dtype=bool)
+    for i, (pair, query) in enumerate(zip(pairs, queries, strict=True)):
+        nearest = index.search(query, k=1)[0]
+        similarity[i] = nearest.similarity
+        served = entries[nearest.entry_id - 1]
+        correct[i] = served == pair["b"] or (served, pair["b"]) in duplicates
+    positives = sum(p["label"] == 1 for p in pairs)
+    labels = np.asarray([p["label"] == 1 for p in pairs])
+    a_vectors = embed_all(embedder, [p["a"] for p in pairs])
+    pair_similarity = np.sum(a_vectors * queries, axis=1).astype(np.float64)
+
+    fine = [score(similarity, correct, positives, t) for t in np.arange(0.70, 0.9501, 0.01)]
+    best = max(fine, key=lambda s: s.f_beta)
+    table = [s for s in fine if round(s.threshold * 100) % 5 == 0]
+    print(
+        f"{len(pairs)} pairs ({positives} duplicates), {len(entries)} cache entries, "
+        f"model {embedder.model_id}\n"
+    )
+    print_table(
+        ["threshold", "hits", "false hits", "precision", "recall", "F0.5"],
+        [
+            [f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
+            for s in table
+        ],
+    )
+    print(
+        f"\nbest F0.5 {best.f_beta:.4f} at threshold {best.threshold:.2f} "
+        f"(precision {best.precision:.4f}, recall {best.recall:.4f})"
+    )
+    pair_fine = [
+        score(pair_similarity, labels, positives, t) for t in np.arange(0.70, 0.9501, 0.01)
+    ]
+    pair_best = max(pair_fine, key=lambda s: s.f_beta)
+    print("\npair classification: cosine(a, b) >= threshold against the label\n")
+    print_table(
+        ["threshold", "predicted", "false pos", "precision", "recall", "F0.5"],
+        [
+            [f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
+            for s in pair_fine
+            if round(s.threshold * 100) % 5 == 0
+        ],
+    )
+    print(
+        f"\nbest F0.5 {pair_best.f_beta:.4f} at threshold {pair_best.threshold:.2f} "
+        f"(precision {pair_best.precision:.4f}, recall {pair_best.recall:.4f})"
+    )
+    write_json(
+        "quality",
+        {
+            "data": str(path),
+            "pairs": len(pairs),
+            "duplicates": positives,
+            "entries": len(entries),
+            "model": embedder.model_id,
+            "beta": BETA,
+            "thresholds": [s.__dict__ for s in fine],
+            "best": best.__dict__,
+            "pair_thresholds": [s.__dict__ for s in pair_fine],
+            "pair_best": pair_best.__dict__,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.protocol import Vectors, embed_all
+from embeddings.runtime import EmbedderOptions, OnnxEmbedder, load_embedder
+from gateway.demo import bundled_pairs
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache: Path) -> OnnxEmbedder:
+    return load_embedder(EmbedderOptions(cache_dir=model_cache))
+
+
+@pytest.fixture(scope="session")
+def embedder_int8(model_cache: Path) -> OnnxEmbedder:
+    return load_embedder(EmbedderOptions(cache_dir=model_cache, int8=True))
+
+
+@pytest.fixture(scope="session")
+def prompts() -> list[str]:
+    """Distinct real questions from the bundled QQP sample, in a fixed order."""
+    seen: dict[str, None] = {}
+    for pair in bundled_pairs():
+        seen.setdefault(pair.a)
+        seen.setdefault(pair.b)
+    return list(seen)
+
+
+@pytest.fixture(scope="session")
+def prompt_vectors(embedder: OnnxEmbedder, prompts: list[str]) -> Vectors:
+    """Embeddings of 10,000 real prompts."""
+    vectors = embed_all(embedder, prompts[:10_000])
+    assert vectors.shape == (10_000, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    return vectors

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.export import export_dir
+from embeddings.model import bundled_minilm
+from embeddings.protocol import embed_all
+from embeddings.runtime import (
+    CPU,
+    CUDA,
+    EmbedderOptions,
+    OnnxEmbedder,
+    choose_providers,
+    load_embedder,
+)
+from gateway.similarity import cosine_matrix
+
+
+@pytest.fixture(scope="module")
+def reference_model() -> object:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(bundled_minilm().directory), device="cpu")
+
+
+def _parity_texts(prompts: list[str]) -> list[str]:
+    # A few hundred real prompts, plus edge cases: empty, long (truncated), non-ASCII.
+    return [
+        *prompts[:300],
+        "",
+        "word " * 400,
+        "Wie spät ist es in Tokio? 東京は今何時ですか",
+        "def f(x):\n    return x ** 2  # square",
+    ]
+
+
+def test_parity_with_sentence_transformers(
+    embedder: OnnxEmbedder, prompts: list[str], reference_model: object
+) -> None:
+    texts = _parity_texts(prompts)
+    ours = embed_all(embedder, texts, batch_size=32)
+    reference = reference_model.encode(  # type: ignore[attr-defined]
+        texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True
+    )
+    assert ours.shape == reference.shape == (len(texts), 384)
+    assert float(np.abs(ours - reference).max()) < 1e-4
+
+
+def test_batch_composition_does_not_change_embeddings(
+    embedder: OnnxEmbedder, prompts: list[str]
+) -> None:
+    # Padding to the longest text in a batch must not leak into shorter texts.
+    alone = np.stack([embedder.embed([text])[0] for text in prompts[:20]])
+    together = embedder.embed(prompts[:20])
+    assert float(np.abs(alone - together).max()) < 1e-5
+
+
+def test_outputs_are_unit_vectors_and_empty_input_is_empty(embedder: OnnxEmbedder) -> None:
+    vectors = embedder.embed(["hello", "a much longer sentence about caching answers"])
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_long_texts_are_truncated_to_the_model_limit(embedder: OnnxEmbedder) -> None:
+    assert embedder.token_counts(["word " * 1000]) == [256]
+
+
+def test_provider_is_chosen_and_reported(embedder: OnnxEmbedder) -> None:
+    import onnxruntime as ort
+
+    expected = CUDA if CUDA in ort.get_available_providers() else CPU
+    assert embedder.provider == expected
+    assert embedder.model_id == "all-MiniLM-L6-v2:53aa51172d142c89:fp32"
+
+
+def test_choose_providers() -> None:
+    assert choose_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert choose_providers("auto", [CPU]) == [CPU]
+    assert choose_providers("cpu", [CUDA, CPU]) == [CPU]
+    assert choose_providers("cuda", [CPU]) == [CPU]
+    with pytest.raises(ValueError, match="auto, cuda or cpu"):
+        choose_providers("tpu", [CPU])
+
+
+def test_export_is_cached_by_model_hash(embedder: OnnxEmbedder, model_cache: Path) -> None:
+    directory = export_dir(model_cache, bundled_minilm())
+    assert directory.name == "all-MiniLM-L6-v2-53aa51172d142c89"
+    model = directory / "model.onnx"
+    stamp = model.stat().st_mtime_ns
+    load_embedder(EmbedderOptions(cache_dir=model_cache))
+    assert model.stat().st_mtime_ns == stamp  # reused, not exported again
+    assert not list(directory.glob("*.tmp"))
+
+
+def test_int8_model_stays_close_to_fp32(
+    embedder: OnnxEmbedder, embedder_int8: OnnxEmbedder, prompts: list[str]
+) -> None:
+    texts = prompts[:300]
+    fp32 = embed_all(embedder, texts)
+    int8 = embed_all(embedder_int8, texts)
+    agreement = np.diag(cosine_matrix(fp32, int8))
+    assert float(agreement.min()) >= 0.98
+    assert float(agreement.mean()) >= 0.99
+    assert embedder_int8.model_id.endswith(":int8")
