@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        default=Path(os.environ.get("GATEWAY_MODEL_CACHE_DIR", default_model_cache())),
+        default=Path(os.environ.get("GATEWAY_EMBEDDING_CACHE_DIR", default_model_cache())),
     )
     args = parser.parse_args()
 

@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from gateway.settings import Settings, SettingsError
 
@@ -15,6 +17,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible caching proxy")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
 
     demo = commands.add_parser("demo", help="run the engine on bundled QQP pairs")
     demo.add_argument("--pairs", type=int, default=500, help="how many pairs (max 6000)")
@@ -35,10 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        settings = Settings.from_env()
+        settings = Settings.load(getattr(args, "config", None))
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
     if args.command == "demo":
         from gateway.demo import run_demo
 
@@ -58,6 +67,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = settings.embedding.options()
             embedder = load_embedder(type(options)(**{**options.__dict__, "int8": int8}))
             print(f"{embedder.model_id} ready on {embedder.provider}")
+    return 0
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    server = replace(
+        settings.server, host=host or settings.server.host, port=port or settings.server.port
+    )
+    settings = replace(settings, server=server)
+    # One worker: a process holds its own in-memory index (see README, "Scaling").
+    uvicorn.run(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        workers=1,
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 

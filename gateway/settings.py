@@ -1,20 +1,22 @@
-"""Settings, read once at the edge into frozen, validated objects.
+"""Settings: one TOML file plus `GATEWAY_*` environment overrides, read once at the edge
+into frozen, validated objects.
 
-Environment variables (all optional):
-    GATEWAY_STORE_URL           SQLAlchemy URL of the store (default sqlite:///gateway.db)
-    GATEWAY_INDEX_DIR           where saved indexes go (default: beside the SQLite file)
-    GATEWAY_MODEL_CACHE_DIR     where the ONNX export is cached (default: user cache dir)
-    GATEWAY_EMBEDDING_DEVICE    auto | cuda | cpu
-    GATEWAY_EMBEDDING_INT8      1 to serve the int8 model
-    GATEWAY_EMBEDDING_MAX_BATCH, GATEWAY_EMBEDDING_MAX_WAIT_MS   micro-batching limits
+Every scalar setting `key` of a `[section]` can be overridden by `GATEWAY_SECTION_KEY`,
+for example `GATEWAY_STORE_URL`, `GATEWAY_CACHE_THRESHOLD`, `GATEWAY_EMBEDDING_INT8`.
+Secrets never appear here: models name the environment variable that holds their key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_cache_dir
 
@@ -30,8 +32,24 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise SettingsError(message)
+
+
 def default_model_cache() -> Path:
     return Path(user_cache_dir("semantic-cache-gateway")) / "models"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        _check(0 < self.port < 65536, "server.port must be between 1 and 65535")
+        _check(self.max_body_bytes > 0, "server.max_body_bytes must be positive")
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,20 @@ class EmbeddingSettings:
     device: str = "auto"
     int8: bool = False
     threads: int = 0
-    batch: BatchLimits = BatchLimits()
+    max_batch: int = 32
+    max_wait_ms: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.device in ("auto", "cuda", "cpu"),
+            f"embedding.device must be auto, cuda or cpu, not {self.device!r}",
+        )
+        _check(self.max_batch >= 1, "embedding.max_batch must be at least 1")
+        _check(self.max_wait_ms >= 0, "embedding.max_wait_ms must not be negative")
+
+    @property
+    def batch(self) -> BatchLimits:
+        return BatchLimits(max_batch=self.max_batch, max_wait=self.max_wait_ms / 1000)
 
     def options(self) -> EmbedderOptions:
         return EmbedderOptions(
@@ -62,78 +93,190 @@ class EmbeddingSettings:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    # 0.89 maximises F0.5 on the QQP pairs (bench/quality.py, cache view).
+    threshold: float = 0.89
+    ttl_seconds: float = 7 * 24 * 3600
+    sliding_ttl: bool = False
+    top_k: int = 4
+    max_temperature: float = 1.0
+    lookup_deadline_ms: float = 250.0
+    guard: bool = True
+    store_finish_reasons: tuple[str, ...] = ("stop",)
+    sweep_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check(-1.0 <= self.threshold <= 1.0, "cache.threshold must be a cosine in [-1, 1]")
+        _check(self.ttl_seconds > 0, "cache.ttl_seconds must be positive")
+        _check(self.top_k >= 1, "cache.top_k must be at least 1")
+        _check(self.lookup_deadline_ms > 0, "cache.lookup_deadline_ms must be positive")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """An upstream model clients may ask for by `name`."""
+
+    name: str
+    litellm_model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    tier: str = "small"
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "models.name must not be empty")
+        _check(
+            self.tier in ("small", "large"),
+            f"models.tier must be small or large (model {self.name!r})",
+        )
+
+
+@dataclass(frozen=True)
+class VirtualKey:
+    """Callers whose key hashes to `key_sha256` share `tenant` (and `namespace`)."""
+
+    key_sha256: str
+    tenant: str
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    salt_env: str = "GATEWAY_TENANT_SALT"
+    require_key: bool = False
+    pass_through_key: bool = False  # send the caller's key upstream instead of the configured
+    virtual_keys: tuple[VirtualKey, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
+    server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     index: IndexParams = IndexParams()
+    cache: CacheSettings = CacheSettings()
+    tenants: TenantSettings = TenantSettings()
+    models: tuple[ModelSettings, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        def get(name: str) -> str | None:
-            value = env.get(f"GATEWAY_{name}")
-            return value if value not in (None, "") else None
+        return cls.load(None, env)
 
-        store = StoreSettings(
-            url=get("STORE_URL") or DEFAULT_STORE_URL,
-            index_dir=_path(get("INDEX_DIR")),
-        )
-        defaults = EmbeddingSettings()
-        device = get("EMBEDDING_DEVICE") or defaults.device
-        if device not in ("auto", "cuda", "cpu"):
-            raise SettingsError(
-                f"GATEWAY_EMBEDDING_DEVICE must be auto, cuda or cpu, not {device!r}"
-            )
+    @classmethod
+    def load(cls, path: Path | None, env: Mapping[str, str] = os.environ) -> Settings:
+        raw: dict[str, Any] = {}
+        if path is not None:
+            try:
+                raw = tomllib.loads(path.read_text("utf-8"))
+            except FileNotFoundError:
+                raise SettingsError(f"config file not found: {path}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"{path}: {exc}") from None
+        return cls.from_dict(raw, env)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], env: Mapping[str, str] = os.environ) -> Settings:
+        """Settings from parsed TOML (a dict of sections), then the environment."""
+        return _build(raw, env)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "store": StoreSettings,
+    "embedding": EmbeddingSettings,
+    "index": IndexParams,
+    "cache": CacheSettings,
+    "tenants": TenantSettings,
+}
+
+
+def _build(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
+    unknown = set(raw) - set(_SECTIONS) - {"models"}
+    if unknown:
+        raise SettingsError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    sections: dict[str, Any] = {}
+    for name, kind in _SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise SettingsError(f"[{name}] must be a table")
+        table = dict(table)
+        from_env = []
+        for item in dataclasses.fields(kind):
+            variable = f"GATEWAY_{name}_{item.name}".upper()
+            value = env.get(variable)
+            if value not in (None, ""):
+                table[item.name] = value
+                from_env.append(variable)
         try:
-            batch = BatchLimits(
-                max_batch=_int(
-                    get("EMBEDDING_MAX_BATCH"), "EMBEDDING_MAX_BATCH", defaults.batch.max_batch
-                ),
-                max_wait=_float(
-                    get("EMBEDDING_MAX_WAIT_MS"),
-                    "EMBEDDING_MAX_WAIT_MS",
-                    defaults.batch.max_wait * 1000,
-                )
-                / 1000,
-            )
-        except ValueError as exc:
-            raise SettingsError(f"GATEWAY_EMBEDDING_*: {exc}") from exc
-        embedding = EmbeddingSettings(
-            cache_dir=_path(get("MODEL_CACHE_DIR")) or defaults.cache_dir,
-            device=device,
-            int8=_bool(get("EMBEDDING_INT8"), "EMBEDDING_INT8"),
-            batch=batch,
-        )
-        return cls(store=store, embedding=embedding)
+            sections[name] = _make(kind, table, name)
+        except SettingsError as exc:
+            if not from_env:
+                raise
+            raise SettingsError(f"{exc} (environment: {', '.join(from_env)})") from None
+    models = raw.get("models", [])
+    if not isinstance(models, list):
+        raise SettingsError("models must be an array of tables ([[models]])")
+    built = tuple(_make(ModelSettings, m, f"models[{i}]") for i, m in enumerate(models))
+    names = [m.name for m in built]
+    if len(names) != len(set(names)):
+        raise SettingsError("models: each name must be unique")
+    return Settings(models=built, **sections)
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value).expanduser() if value else None
-
-
-def _int(value: str | None, name: str, default: int) -> int:
-    if value is None:
-        return default
+def _make(kind: type[Any], table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise SettingsError(f"{where} must be a table")
+    hints = typing.get_type_hints(kind)
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(table) - known
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in table.items()}
     try:
-        return int(value)
-    except ValueError:
-        raise SettingsError(f"GATEWAY_{name} must be an integer, not {value!r}") from None
+        return kind(**values)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"{where}: {exc}") from None
 
 
-def _float(value: str | None, name: str, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise SettingsError(f"GATEWAY_{name} must be a number, not {value!r}") from None
-
-
-def _bool(value: str | None, name: str) -> bool:
-    if value is None:
-        return False
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"GATEWAY_{name} must be true or false, not {value!r}")
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise SettingsError(f"{where} must be a list")
+        return tuple(_coerce(args[0], v, f"{where}[]") for v in value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _make(hint, value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{where} must be true or false, not {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise SettingsError(f"{where} must be a number, not {value!r}")
+        try:
+            number = hint(value)
+        except (TypeError, ValueError):
+            kind = "an integer" if hint is int else "a number"
+            raise SettingsError(f"{where} must be {kind}, not {value!r}") from None
+        return number
+    if hint is Path:
+        return Path(str(value)).expanduser()
+    if hint is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where} must be a string, not {value!r}")
+        return value
+    return value

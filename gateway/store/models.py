@@ -38,6 +38,8 @@ class CacheEntry(Base):
     model_family: Mapped[str] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)  # what was embedded
     context_hash: Mapped[str] = mapped_column(String(64))
+    # Hash of the whole normalised request: the exact-match tier, no embedding needed.
+    request_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
     request_json: Mapped[str] = mapped_column(Text)
     response_json: Mapped[str] = mapped_column(Text)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
@@ -55,6 +57,7 @@ class CacheEntry(Base):
     __table_args__ = (
         Index("ix_cache_entries_partition", "tenant", "namespace", "category", "id"),
         Index("ix_cache_entries_expires_at", "expires_at"),
+        Index("ix_cache_entries_exact", "tenant", "namespace", "request_hash"),
     )
 
 

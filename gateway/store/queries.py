@@ -41,6 +41,7 @@ class NewEntry:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     upstream_model: str = ""
+    request_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Store:
             model_family=new.model_family,
             text=new.text,
             context_hash=new.context_hash,
+            request_hash=new.request_hash,
             request_json=new.request_json,
             response_json=new.response_json,
             embedding=encode_vector(new.embedding),

@@ -10,7 +10,7 @@ from gateway.cli import main
 @pytest.fixture
 def env(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GATEWAY_STORE_URL", f"sqlite:///{tmp_path / 'gateway.db'}")
-    monkeypatch.setenv("GATEWAY_MODEL_CACHE_DIR", str(model_cache))
+    monkeypatch.setenv("GATEWAY_EMBEDDING_CACHE_DIR", str(model_cache))
     return tmp_path
 
 

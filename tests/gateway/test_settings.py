@@ -13,13 +13,16 @@ def test_defaults() -> None:
     assert settings.store.resolved_index_dir() == Path("gateway.db.index")
     assert settings.embedding.device == "auto" and not settings.embedding.int8
     assert settings.embedding.batch.max_batch == 32
+    assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
+    assert settings.cache.threshold == 0.89 and settings.cache.guard
+    assert settings.models == ()
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {
             "GATEWAY_STORE_URL": f"sqlite:///{tmp_path}/x.db",
-            "GATEWAY_MODEL_CACHE_DIR": str(tmp_path / "models"),
+            "GATEWAY_EMBEDDING_CACHE_DIR": str(tmp_path / "models"),
             "GATEWAY_EMBEDDING_DEVICE": "cpu",
             "GATEWAY_EMBEDDING_INT8": "true",
             "GATEWAY_EMBEDDING_MAX_BATCH": "8",
@@ -46,8 +49,59 @@ def test_postgres_has_no_index_dir_unless_configured() -> None:
         ("GATEWAY_EMBEDDING_MAX_BATCH", "many", "integer"),
         ("GATEWAY_EMBEDDING_MAX_BATCH", "0", "max_batch"),
         ("GATEWAY_EMBEDDING_MAX_WAIT_MS", "soon", "number"),
+        ("GATEWAY_SERVER_PORT", "70000", "server.port"),
+        ("GATEWAY_CACHE_THRESHOLD", "1.5", "cache.threshold"),
+        ("GATEWAY_CACHE_GUARD", "sometimes", "cache.guard"),
     ],
 )
 def test_invalid_values_are_named(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({name: value})
+
+
+ISSUE_EXAMPLE = """
+[store]
+url = "sqlite:///gateway.db"
+
+[[models]]
+name = "gpt-4o-mini"                    # what clients ask for
+litellm_model = "openai/gpt-4o-mini"
+api_base = "http://127.0.0.1:9000/v1"   # optional
+api_key_env = "OPENAI_API_KEY"          # optional
+tier = "small"                          # small | large, used by routing later
+"""
+
+
+def test_the_documented_config_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(ISSUE_EXAMPLE)
+    settings = Settings.load(path, {"GATEWAY_CACHE_THRESHOLD": "0.93"})
+    (model,) = settings.models
+    assert model.name == "gpt-4o-mini" and model.api_base == "http://127.0.0.1:9000/v1"
+    assert model.api_key_env == "OPENAI_API_KEY" and model.tier == "small"
+    assert settings.cache.threshold == 0.93  # the environment wins over the file
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[store\nurl = 1", "gateway.toml"),
+        ("[stroe]\nurl = 'x'", "unknown section"),
+        ("[cache]\nthreshhold = 0.9", "unknown setting"),
+        ("[cache]\nthreshold = 'high'", "cache.threshold must be a number"),
+        ("[[models]]\nname = 'a'", "litellm_model"),
+        ("[[models]]\nname = 'a'\nlitellm_model = 'x'\ntier = 'huge'", "small or large"),
+        ("[[models]]\nname = 'a'\nlitellm_model = 'x'\n[[models]]\nname = 'a'\n"
+         "litellm_model = 'y'", "unique"),
+    ],
+)
+def test_config_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(path, {})
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not found"):
+        Settings.load(tmp_path / "nope.toml", {})

@@ -1,0 +1,209 @@
+"""Lookup and store: the exact tier (a hash, in the store), then the semantic tier
+(one HNSW index per partition, loaded lazily, kept in step with the store)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, select, update
+
+from embeddings.protocol import Embedder, Vectors
+from gateway.guard import check
+from gateway.index import HnswIndex, IndexParams
+from gateway.keys import RequestKey
+from gateway.store.models import CacheEntry
+from gateway.store.queries import NewEntry, Partition, Store
+from gateway.sync import index_file, load_or_rebuild
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry_id: int
+    similarity: float  # 1.0 for the exact tier
+    tier: str  # "exact" or "semantic"
+    response: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A candidate above the threshold that the guard turned down (for logs and stats)."""
+
+    entry_id: int
+    similarity: float
+    reason: str
+
+
+class SemanticCache:
+    """Thread-safety: use from one event loop; blocking work runs in `executor`."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        *,
+        index_dir: Path | None,
+        params: IndexParams,
+        executor: Executor | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index_dir = index_dir
+        self.params = params
+        self._executor = executor
+        self._indexes: dict[Partition, HnswIndex] = {}
+        self._loading: dict[Partition, asyncio.Lock] = {}
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def index(self, partition: Partition) -> HnswIndex:
+        found = self._indexes.get(partition)
+        if found is not None:
+            return found
+        lock = self._loading.setdefault(partition, asyncio.Lock())
+        async with lock:
+            if partition not in self._indexes:
+                path = index_file(self.index_dir, partition) if self.index_dir else None
+                index, report = await self._run(
+                    lambda: load_or_rebuild(
+                        self.store, partition, self.embedder, path=path, params=self.params
+                    )
+                )
+                logger.info(
+                    "index for %s: %s (%d entries)", partition, report.action, report.entries
+                )
+                self._indexes[partition] = index
+        return self._indexes[partition]
+
+    async def lookup_exact(self, partition: Partition, key: RequestKey, now: float) -> Hit | None:
+        return await self._run(self._exact, partition, key, now)
+
+    def _exact(self, partition: Partition, key: RequestKey, now: float) -> Hit | None:
+        query = (
+            select(CacheEntry)
+            .where(
+                CacheEntry.tenant == partition.tenant,
+                CacheEntry.namespace == partition.namespace,
+                CacheEntry.request_hash == key.exact_hash,
+                CacheEntry.model_family == key.model,
+                (CacheEntry.expires_at.is_(None)) | (CacheEntry.expires_at > now),
+            )
+            .order_by(CacheEntry.id.desc())
+            .limit(1)
+        )
+        with self.store.session() as session:
+            row = session.scalars(query).first()
+        return _hit(row, 1.0, "exact") if row else None
+
+    async def lookup_semantic(
+        self,
+        partition: Partition,
+        key: RequestKey,
+        vector: Vectors,
+        *,
+        threshold: float,
+        top_k: int,
+        guard: bool,
+        now: float,
+    ) -> tuple[Hit | None, list[Rejection]]:
+        index = await self.index(partition)
+        neighbors = await self._run(index.search, vector, top_k)
+        above = [n for n in neighbors if n.similarity >= threshold]
+        if not above:
+            return None, []
+        rows = await self._run(self._rows, [n.entry_id for n in above])
+        rejected: list[Rejection] = []
+        for neighbor in above:
+            row = rows.get(neighbor.entry_id)
+            if row is None or row.model_family != key.model:
+                continue
+            if row.context_hash != key.context_hash:
+                continue
+            if row.expires_at is not None and row.expires_at <= now:
+                continue
+            if guard:
+                verdict = check(key.text, row.text)
+                if not verdict.ok:
+                    rejected.append(Rejection(row.id, neighbor.similarity, verdict.reason))
+                    continue
+            return _hit(row, neighbor.similarity, "semantic"), rejected
+        return None, rejected
+
+    def _rows(self, ids: list[int]) -> dict[int, CacheEntry]:
+        with self.store.session() as session:
+            rows = session.scalars(select(CacheEntry).where(CacheEntry.id.in_(ids)))
+            return {row.id: row for row in rows}
+
+    async def put(self, new: NewEntry) -> int:
+        """Commit the entry, then index it: nothing is indexed that is not durable."""
+        index = await self.index(new.partition)
+        entry_id = await self._run(self.store.add_entry, new)
+        await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
+        return entry_id
+
+    async def record_hit(self, entry_id: int, now: float, extend_ttl: float | None) -> None:
+        def write() -> None:
+            values: dict[str, Any] = {"hit_count": CacheEntry.hit_count + 1, "last_hit_at": now}
+            if extend_ttl is not None:
+                values["expires_at"] = now + extend_ttl
+            with self.store.session() as session, session.begin():
+                session.execute(
+                    update(CacheEntry).where(CacheEntry.id == entry_id).values(**values)
+                )
+
+        await self._run(write)
+
+    async def sweep_expired(self, now: float | None = None) -> int:
+        """Delete expired entries from the store and every loaded index."""
+        moment = time.time() if now is None else now
+
+        def remove() -> list[tuple[int, str, str, str]]:
+            with self.store.session() as session, session.begin():
+                rows = session.execute(
+                    select(
+                        CacheEntry.id, CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category
+                    ).where(CacheEntry.expires_at.is_not(None), CacheEntry.expires_at <= moment)
+                ).all()
+                ids = [r[0] for r in rows]
+                if ids:
+                    session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids)))
+                return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+        removed = await self._run(remove)
+        for entry_id, tenant, namespace, category in removed:
+            index = self._indexes.get(Partition(tenant, namespace, category))
+            if index is not None:
+                index.delete([entry_id])
+        return len(removed)
+
+    def save_indexes(self) -> None:
+        if self.index_dir is None:
+            return
+        for partition, index in self._indexes.items():
+            index.save(index_file(self.index_dir, partition))
+
+
+def _hit(row: CacheEntry, similarity: float, tier: str) -> Hit:
+    return Hit(
+        row.id,
+        similarity,
+        tier,
+        json.loads(row.response_json),
+        row.prompt_tokens,
+        row.completion_tokens,
+        row.cost_usd,
+    )

@@ -1,0 +1,149 @@
+"""From a chat-completion body to what the cache needs: validation, the text to embed,
+the context chain, the exact-match hash, and whether the request may be cached at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import InvalidRequest
+
+# Parameters that change the answer: part of the context key (requests differing in them
+# never share an entry).
+ANSWER_PARAMS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "logit_bias",
+    "response_format",
+    "reasoning_effort",
+)
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    model: str  # the configured model name the client asked for (the model family)
+    text: str  # the last user turn: what is embedded
+    context_hash: str  # system prompt, earlier turns and answer-changing parameters
+    exact_hash: str  # the whole normalised request
+    stream: bool
+    include_usage: bool
+    bypass: str | None  # why the request may not be cached, if it may not
+
+
+def normalise(text: str) -> str:
+    return _SPACE.sub(" ", text).strip().lower()
+
+
+def _sha(value: object) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _content_text(content: Any, where: str) -> tuple[str, bool]:
+    """The text of a message's content and whether it is text only."""
+    if content is None:
+        return "", True
+    if isinstance(content, str):
+        return content, True
+    if isinstance(content, list):
+        texts: list[str] = []
+        only_text = True
+        for i, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise InvalidRequest(
+                    f"{where}[{i}] must be an object with a type", param=f"{where}[{i}]"
+                )
+            if part["type"] == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                only_text = False
+        return "\n".join(texts), only_text
+    raise InvalidRequest(f"{where} must be a string or an array of parts", param=where)
+
+
+def _number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{name} must be a number", param=name)
+    return float(value)
+
+
+def parse_chat(body: Any, *, max_temperature: float) -> RequestKey:
+    """Validate a chat-completion request body and derive its cache key."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model is required and must be a string", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages must be a non-empty array", param="messages")
+    turns: list[tuple[str, str]] = []
+    only_text = True
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"messages[{i}] must be an object", param=f"messages[{i}]")
+        role = message.get("role")
+        if not isinstance(role, str) or not role:
+            raise InvalidRequest(
+                f"messages[{i}].role must be a string", param=f"messages[{i}].role"
+            )
+        text, plain = _content_text(message.get("content"), f"messages[{i}].content")
+        only_text = only_text and plain and not message.get("tool_calls")
+        turns.append((role, text))
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream must be a boolean", param="stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise InvalidRequest("stream_options must be an object", param="stream_options")
+    n = body.get("n", 1)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InvalidRequest("n must be a positive integer", param="n")
+    temperature = _number(body, "temperature")
+    _number(body, "top_p")
+
+    bypass = None
+    if turns[-1][0] != "user":
+        bypass = "the last message is not a user turn"
+    elif not only_text:
+        bypass = "non-text content or tool calls"
+    elif (n or 1) > 1:
+        bypass = "n > 1"
+    elif any(body.get(k) for k in ("tools", "functions", "tool_choice", "function_call")):
+        bypass = "tools or function calls"
+    elif body.get("logprobs") or body.get("top_logprobs"):
+        bypass = "logprobs"
+    elif temperature is not None and temperature > max_temperature:
+        bypass = f"temperature {temperature} above the caching limit {max_temperature}"
+
+    context = {
+        "turns": [(role, normalise(text)) for role, text in turns[:-1]],
+        "params": {k: body[k] for k in ANSWER_PARAMS if body.get(k) is not None},
+    }
+    exact = {
+        "model": model,
+        "turns": [(r, normalise(t)) for r, t in turns],
+        "params": context["params"],
+        "temperature": temperature,
+    }
+    return RequestKey(
+        model=model,
+        text=turns[-1][1],
+        context_hash=_sha(context),
+        exact_hash=_sha(exact),
+        stream=stream,
+        include_usage=bool(options.get("include_usage")),
+        bypass=bypass,
+    )

@@ -1,0 +1,131 @@
+"""Routes passed through to the upstream without caching: legacy completions, embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
+
+if TYPE_CHECKING:
+    from gateway.proxy import Gateway
+    from gateway.settings import ModelSettings
+
+BYPASS = {"x-cache": "bypass", "x-cache-category": "none"}
+
+
+async def _prepare(request: Request) -> tuple[Gateway, ModelSettings, dict[str, Any], str | None]:
+    from gateway.proxy import read_json
+
+    gw: Gateway = request.app.state.gateway
+    caller = gw.tenancy.identify(request.headers.get("authorization"), None)
+    body = await read_json(request, gw.settings.server.max_body_bytes)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("model is required and must be a string", param="model")
+    model = gw.models.get(name)
+    if model is None:
+        raise ModelNotFound(f"the model {name!r} does not exist", param="model")
+    key = caller.key if gw.settings.tenants.pass_through_key else None
+    if key is None and model.api_key_env:
+        key = os.environ.get(model.api_key_env)
+    return gw, model, body, key
+
+
+def _litellm_kwargs(model: ModelSettings, key: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"model": model.litellm_model, "timeout": model.timeout_s}
+    if model.api_base:
+        kwargs["api_base"] = model.api_base
+    if key:
+        kwargs["api_key"] = key
+    return kwargs
+
+
+async def embeddings(request: Request) -> Response:
+    try:
+        gw, model, body, key = await _prepare(request)
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequest(
+                "input must be a string or a non-empty array of strings", param="input"
+            )
+        if model.litellm_model.startswith(SIMULATED_PREFIX):
+            vectors = await asyncio.get_running_loop().run_in_executor(
+                None, gw.cache.embedder.embed, texts
+            )
+            tokens = sum(len(t) // 4 + 1 for t in texts)
+            result: dict[str, Any] = {
+                "object": "list",
+                "model": model.litellm_model,
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": v.tolist()}
+                    for i, v in enumerate(vectors)
+                ],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        else:
+            try:
+                response = await load_litellm().aembedding(
+                    input=texts, **_litellm_kwargs(model, key)
+                )
+                result = response.model_dump(exclude_none=True)
+            except Exception as exc:
+                raise translate(exc) from exc
+    except GatewayError as exc:
+        return exc.response()
+    return JSONResponse(result, headers=BYPASS)
+
+
+async def completions(request: Request) -> Response:
+    try:
+        gw, model, body, key = await _prepare(request)
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str | list) or not prompt:
+            raise InvalidRequest("prompt must be a string or an array of strings", param="prompt")
+        if body.get("stream"):
+            raise InvalidRequest(
+                "streaming is supported on /v1/chat/completions only", param="stream"
+            )
+        if model.litellm_model.startswith(SIMULATED_PREFIX):
+            text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+            chat = await gw.router.for_model(model).complete(
+                model, {"messages": [{"role": "user", "content": text}]}, key
+            )
+            result: dict[str, Any] = {
+                "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model.litellm_model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": chat["choices"][0]["message"]["content"],
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": chat["usage"],
+            }
+        else:
+            extra = {k: v for k, v in body.items() if k not in ("model", "prompt", "stream")}
+            try:
+                response = await load_litellm().atext_completion(
+                    prompt=prompt, **_litellm_kwargs(model, key), **extra
+                )
+                result = response.model_dump(exclude_none=True)
+            except Exception as exc:
+                raise translate(exc) from exc
+    except GatewayError as exc:
+        return exc.response()
+    return JSONResponse(result, headers=BYPASS)

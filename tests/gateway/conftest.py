@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from embeddings.protocol import Embedder
+from embeddings.runtime import OnnxEmbedder
+from gateway.app import create_app
+from gateway.settings import ModelSettings, Settings
+from gateway.upstream import SimulatedUpstream, SimulationProfile
+from tests.support.fake_upstream import FakeUpstream, serve_fake_upstream
+
+AppFactory = Callable[..., AbstractContextManager[TestClient]]
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    with serve_fake_upstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def upstream(fake_upstream: FakeUpstream) -> FakeUpstream:
+    fake_upstream.calls.clear()
+    fake_upstream.keys.clear()
+    return fake_upstream
+
+
+def gateway_settings(db: Path, upstream: FakeUpstream, **sections: Any) -> Settings:
+    raw: dict[str, Any] = {
+        "store": {"url": f"sqlite:///{db}"},
+        "cache": {"lookup_deadline_ms": 5000, **sections.pop("cache", {})},
+        "models": [
+            {
+                "name": "gpt-4o-mini",
+                "litellm_model": "openai/gpt-4o-mini",
+                "api_base": upstream.base_url,
+                "api_key_env": "FAKE_UPSTREAM_KEY",
+                "timeout_s": 2.0,
+            },
+            {"name": "sim", "litellm_model": "simulated/gpt-4o-mini"},
+        ],
+        **sections,
+    }
+    return Settings.from_dict(raw, {})
+
+
+@pytest.fixture
+def make_app(
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    embedder: OnnxEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AppFactory:
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-upstream")
+
+    @contextmanager
+    def factory(
+        *, embedder_: Embedder | None = None, db: Path | None = None, **sections: Any
+    ) -> Iterator[TestClient]:
+        settings = gateway_settings(db or tmp_path / "gateway.db", upstream, **sections)
+        app = create_app(
+            settings,
+            embedder=embedder_ or embedder,
+            salt=b"test-salt",
+            simulated=SimulatedUpstream(SimulationProfile(0.0, 0.0)),
+        )
+        with TestClient(app) as client:
+            yield client
+
+    return factory
+
+
+@pytest.fixture
+def client(make_app: AppFactory) -> Iterator[TestClient]:
+    with make_app() as test_client:
+        yield test_client
+
+
+def chat(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], **extra}
+
+
+__all__ = ["AppFactory", "ModelSettings", "chat"]

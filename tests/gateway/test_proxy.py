@@ -1,0 +1,444 @@
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, update
+from starlette.testclient import TestClient
+
+from embeddings.protocol import Vectors
+from embeddings.runtime import OnnxEmbedder
+from gateway.store.models import CacheEntry, RequestEvent
+from tests.gateway.conftest import AppFactory, chat
+from tests.support.fake_upstream import FakeUpstream, answer_for
+
+
+def _entries(client: TestClient) -> int:
+    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
+
+
+def _events(client: TestClient) -> list[RequestEvent]:
+    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        return list(session.scalars(select(RequestEvent).order_by(RequestEvent.id)))
+
+
+def test_miss_then_paraphrase_hit(client: TestClient, upstream: FakeUpstream) -> None:
+    first = client.post("/v1/chat/completions", json=chat("How do I reverse a list in Python?"))
+    assert first.status_code == 200
+    assert first.headers["x-cache"] == "miss"
+    assert first.headers["x-cache-category"] == "default"
+    content = first.json()["choices"][0]["message"]["content"]
+    assert content == answer_for("How do I reverse a list in Python?")
+
+    second = client.post("/v1/chat/completions", json=chat("how can I reverse a list in python"))
+    assert second.status_code == 200
+    assert second.headers["x-cache"] == "hit"
+    assert second.headers["x-cache-tier"] == "semantic"
+    assert float(second.headers["x-cache-similarity"]) >= 0.89
+    body = second.json()
+    assert body["choices"][0]["message"]["content"] == content
+    assert body["model"] == "gpt-4o-mini"
+    assert body["id"] != first.json()["id"]
+    assert body["usage"]["completion_tokens"] == first.json()["usage"]["completion_tokens"]
+    assert len(upstream.calls) == 1
+    assert upstream.keys == ["Bearer sk-upstream"]
+    outcomes = [e.outcome for e in _events(client)]
+    assert outcomes == ["miss", "hit_semantic"]
+    assert _events(client)[0].cost_usd > 0  # priced from LiteLLM's map
+
+
+def test_exact_hit_needs_no_embedding(make_app: AppFactory, upstream: FakeUpstream) -> None:
+    with make_app() as client:
+        client.post("/v1/chat/completions", json=chat("What is a B-tree?"))
+        batcher = client.app.state.gateway.batcher  # type: ignore[attr-defined]
+        batches = batcher.batches
+        again = client.post("/v1/chat/completions", json=chat("  what is a b-tree? "))
+        assert again.headers["x-cache"] == "hit"
+        assert again.headers["x-cache-tier"] == "exact"
+        assert batcher.batches == batches
+    assert len(upstream.calls) == 1
+
+
+def _sse(text: str) -> list[Any]:
+    events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_streaming_miss_is_stored_and_streaming_hit_is_well_formed(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
+    prompt = "Explain what a hash table is."
+    miss = client.post("/v1/chat/completions", json=chat(prompt, stream=True))
+    assert miss.status_code == 200 and miss.headers["x-cache"] == "miss"
+    chunks = _sse(miss.text)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text.strip() == answer_for(prompt)
+    assert all(c["choices"] for c in chunks)  # usage was not asked for
+
+    hit = client.post(
+        "/v1/chat/completions",
+        json=chat(
+            "Explain what a hash table is", stream=True, stream_options={"include_usage": True}
+        ),
+    )
+    assert hit.headers["x-cache"] == "hit"
+    chunks = _sse(hit.text)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    pieces = [c["choices"][0]["delta"].get("content", "") for c in chunks[1:-2]]
+    assert "".join(pieces).strip() == answer_for(prompt)
+    assert all(p.strip() and " " not in p.strip() for p in pieces)  # word boundaries
+    assert len(upstream.calls) == 1
+
+
+def test_sdk_parses_hits_and_misses(client: TestClient) -> None:
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(
+        base_url="http://testserver/v1", api_key="sk-team", http_client=client, max_retries=0
+    )
+    first = sdk.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Name a prime number."}]
+    )
+    stream = sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Name a prime number."}],
+    )
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == first.choices[0].message.content
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_tenants_never_see_each_other(client: TestClient, upstream: FakeUpstream) -> None:
+    alice = {"authorization": "Bearer sk-alice"}
+    bob = {"authorization": "Bearer sk-bob"}
+    client.post("/v1/chat/completions", json=chat("What is our refund policy?"), headers=alice)
+    other = client.post(
+        "/v1/chat/completions", json=chat("What is our refund policy?"), headers=bob
+    )
+    assert other.headers["x-cache"] == "miss"
+    same = client.post(
+        "/v1/chat/completions", json=chat("What is our refund policy?"), headers=alice
+    )
+    assert same.headers["x-cache"] == "hit"
+    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        tenants = set(session.scalars(select(CacheEntry.tenant)))
+    assert len(tenants) == 2 and not any("sk-" in t for t in tenants)
+    assert len(upstream.calls) == 2
+
+
+def test_namespace_is_an_extra_partition(client: TestClient) -> None:
+    client.post(
+        "/v1/chat/completions",
+        json=chat("Summarise the handbook"),
+        headers={"x-cache-namespace": "team-a"},
+    )
+    other = client.post(
+        "/v1/chat/completions",
+        json=chat("Summarise the handbook"),
+        headers={"x-cache-namespace": "team-b"},
+    )
+    assert other.headers["x-cache"] == "miss"
+    bad = client.post(
+        "/v1/chat/completions", json=chat("x"), headers={"x-cache-namespace": "no spaces allowed"}
+    )
+    assert bad.status_code == 400
+
+
+def test_context_chain(client: TestClient, upstream: FakeUpstream) -> None:
+    def follow_up(first_turn: str) -> dict[str, Any]:
+        return {
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "user", "content": first_turn},
+                {"role": "assistant", "content": "It is a common condition."},
+                {"role": "user", "content": "What are its causes?"},
+            ],
+        }
+
+    assert (
+        client.post("/v1/chat/completions", json=follow_up("Tell me about migraine")).headers[
+            "x-cache"
+        ]
+        == "miss"
+    )
+    other = client.post("/v1/chat/completions", json=follow_up("Tell me about inflation"))
+    assert other.headers["x-cache"] == "miss"
+    same = client.post("/v1/chat/completions", json=follow_up("Tell me about migraine"))
+    assert same.headers["x-cache"] == "hit"
+    assert len(upstream.calls) == 2
+
+
+def test_system_prompt_is_part_of_the_key(client: TestClient) -> None:
+    def with_system(system: str) -> dict[str, Any]:
+        return {
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "Translate 'good morning'"},
+            ],
+        }
+
+    client.post("/v1/chat/completions", json=with_system("Answer in French."))
+    other = client.post("/v1/chat/completions", json=with_system("Answer in German."))
+    assert other.headers["x-cache"] == "miss"
+
+
+def test_no_cache_no_store_and_ttl(client: TestClient, upstream: FakeUpstream) -> None:
+    prompt = "List three sorting algorithms"
+    stored = client.post(
+        "/v1/chat/completions", json=chat(prompt), headers={"cache-control": "no-store"}
+    )
+    assert stored.headers["x-cache"] == "miss"
+    assert _entries(client) == 0
+    fresh = client.post(
+        "/v1/chat/completions",
+        json=chat(prompt),
+        headers={"cache-control": "no-cache", "x-cache-ttl": "120"},
+    )
+    assert fresh.headers["x-cache"] == "bypass"
+    assert _entries(client) == 1  # no-cache skips the lookup but still stores
+    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        row = session.scalars(select(CacheEntry)).one()
+        assert row.expires_at - row.created_at == pytest.approx(120)
+    assert client.post("/v1/chat/completions", json=chat(prompt)).headers["x-cache"] == "hit"
+    assert len(upstream.calls) == 2
+    bad = client.post("/v1/chat/completions", json=chat(prompt), headers={"x-cache-ttl": "soon"})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_expired_entries_are_not_served_and_are_swept(client: TestClient) -> None:
+    client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+    with gateway.cache.store.session() as session, session.begin():
+        session.execute(update(CacheEntry).values(expires_at=time.time() - 1))
+    again = client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
+    assert again.headers["x-cache"] == "miss"
+    removed = client.portal.call(gateway.cache.sweep_expired)  # type: ignore[union-attr]
+    assert removed == 1
+    assert _entries(client) == 1  # the fresh answer
+
+
+def test_concurrent_identical_misses_are_coalesced(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
+    prompt = "Why is the sky blue? [[slow:0.5]]"
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(
+            pool.map(lambda _: client.post("/v1/chat/completions", json=chat(prompt)), range(4))
+        )
+    assert all(r.status_code == 200 for r in responses)
+    assert len(upstream.calls) == 1
+    contents = {r.json()["choices"][0]["message"]["content"] for r in responses}
+    assert len(contents) == 1
+    assert sorted(r.headers["x-cache"] for r in responses).count("miss") == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("How do I turn on dark mode in VS Code?", "How do I turn off dark mode in VS Code?"),
+        ("What is the weather in Boston today?", "What is the weather in Paris today?"),
+        ("Convert 5 km to miles", "Convert 50 km to miles"),
+        ("Sort a list in ascending order in Python", "Sort a list in descending order in Python"),
+    ],
+)
+def test_guard_rejects_opposites_numbers_and_entities(
+    client: TestClient, upstream: FakeUpstream, first: str, second: str
+) -> None:
+    client.post("/v1/chat/completions", json=chat(first))
+    response = client.post("/v1/chat/completions", json=chat(second))
+    assert response.headers["x-cache"] == "miss"
+    assert len(upstream.calls) == 2
+
+
+class BrokenEmbedder:
+    def __init__(
+        self, inner: OnnxEmbedder, *, fail: bool = False, gate: threading.Event | None = None
+    ) -> None:
+        self.inner, self.fail, self.gate = inner, fail, gate
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if self.fail:
+            raise RuntimeError("embedder crashed")
+        if self.gate is not None:
+            self.gate.wait(10)
+        return self.inner.embed(texts)
+
+
+def test_fail_open_with_a_broken_embedder(
+    make_app: AppFactory, embedder: OnnxEmbedder, upstream: FakeUpstream
+) -> None:
+    with make_app(embedder_=BrokenEmbedder(embedder, fail=True)) as client:
+        response = client.post("/v1/chat/completions", json=chat("Is water wet?"))
+        assert response.status_code == 200
+        assert response.headers["x-cache"] == "bypass"
+        assert _entries(client) == 0
+        assert [e.outcome for e in _events(client)] == ["bypass"]
+
+
+def test_fail_open_with_a_slow_embedder(
+    make_app: AppFactory, embedder: OnnxEmbedder, upstream: FakeUpstream
+) -> None:
+    gate = threading.Event()
+    slow = BrokenEmbedder(embedder, gate=gate)
+    try:
+        with make_app(embedder_=slow, cache={"lookup_deadline_ms": 50}) as client:
+            response = client.post("/v1/chat/completions", json=chat("Is fire hot?"))
+            assert response.status_code == 200
+            assert response.headers["x-cache"] == "bypass"
+            assert len(upstream.calls) == 1
+    finally:
+        gate.set()
+
+
+@pytest.mark.parametrize(
+    ("marker", "status"),
+    [("[[429]]", 429), ("[[500]]", 500), ("[[slow:3]]", 504), ("[[garbage]]", 502)],
+)
+def test_upstream_errors_are_mapped(client: TestClient, marker: str, status: int) -> None:
+    response = client.post("/v1/chat/completions", json=chat(f"Hello {marker}"))
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert _entries(client) == 0
+    assert _events(client)[-1].outcome == "error"
+
+
+def test_upstream_errors_on_streams_keep_their_status(client: TestClient) -> None:
+    response = client.post("/v1/chat/completions", json=chat("Hi [[429]]", stream=True))
+    assert response.status_code == 429
+
+
+def test_aborted_stream_and_truncated_answer_store_nothing(client: TestClient) -> None:
+    client.post("/v1/chat/completions", json=chat("Tell a story [[cut]]", stream=True))
+    client.post("/v1/chat/completions", json=chat("Tell a story [[length]]"))
+    assert _entries(client) == 0
+
+
+def test_dead_upstream_is_a_502(make_app: AppFactory, tmp_path: Path) -> None:
+    with make_app(
+        models=[
+            {
+                "name": "gpt-4o-mini",
+                "litellm_model": "openai/gpt-4o-mini",
+                "api_base": "http://127.0.0.1:9/v1",
+                "api_key_env": "FAKE_UPSTREAM_KEY",
+                "timeout_s": 2.0,
+            }
+        ]
+    ) as client:
+        response = client.post("/v1/chat/completions", json=chat("anyone there?"))
+        assert response.status_code in (502, 504)
+        assert _entries(client) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (json.dumps({"model": "gpt-4o-mini"}).encode(), 400, "messages"),
+        (json.dumps({"model": "gpt-4o-mini", "messages": "hi"}).encode(), 400, "messages"),
+        (
+            json.dumps({"model": 3, "messages": [{"role": "user", "content": "x"}]}).encode(),
+            400,
+            "model",
+        ),
+        (json.dumps(chat("x", temperature="hot")).encode(), 400, "temperature"),
+        (json.dumps(chat("x", stream="yes")).encode(), 400, "stream"),
+        (
+            json.dumps({"model": "gpt-4o-mini", "messages": [{"content": "x"}]}).encode(),
+            400,
+            "messages[0].role",
+        ),
+        (json.dumps(chat("x", model="gpt-9")).encode(), 404, "model"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_changes_nothing(
+    client: TestClient, upstream: FakeUpstream, body: bytes, status: int, param: str | None
+) -> None:
+    response = client.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["message"] and error["param"] == param
+    assert _entries(client) == 0 and upstream.calls == []
+
+
+def test_body_over_the_limit_is_413(make_app: AppFactory, upstream: FakeUpstream) -> None:
+    with make_app(server={"max_body_bytes": 2048}) as client:
+        response = client.post("/v1/chat/completions", json=chat("x" * 5000))
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "request_too_large"
+    assert upstream.calls == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"n": 2},
+        {"temperature": 1.5},
+        {"logprobs": True},
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+    ],
+)
+def test_uncacheable_requests_bypass(client: TestClient, extra: dict[str, Any]) -> None:
+    first = client.post("/v1/chat/completions", json=chat("Pick a colour", **extra))
+    assert first.headers["x-cache"] == "bypass"
+    assert _entries(client) == 0
+
+
+def test_restart_keeps_entries_and_index(
+    make_app: AppFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    with make_app() as client:
+        client.post("/v1/chat/completions", json=chat("What does HTTP 418 mean?"))
+    assert (tmp_path / "gateway.db.index").is_dir()
+    with make_app() as client:
+        hit = client.post("/v1/chat/completions", json=chat("what does http 418 mean"))
+        assert hit.headers["x-cache"] == "hit"
+    assert len(upstream.calls) == 1
+
+
+def test_other_routes(client: TestClient) -> None:
+    models = client.get("/v1/models").json()
+    assert {m["id"] for m in models["data"]} == {"gpt-4o-mini", "sim"}
+    assert client.get("/v1/models/sim").json()["id"] == "sim"
+    assert client.get("/v1/models/nope").status_code == 404
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    vectors = client.post("/v1/embeddings", json={"model": "sim", "input": ["a", "b"]}).json()
+    assert len(vectors["data"]) == 2 and len(vectors["data"][0]["embedding"]) == 384
+    assert np.isclose(np.linalg.norm(vectors["data"][0]["embedding"]), 1.0, atol=1e-4)
+    text = client.post("/v1/completions", json={"model": "sim", "prompt": "Once upon"}).json()
+    assert text["object"] == "text_completion" and text["choices"][0]["text"]
+    sim = client.post("/v1/chat/completions", json=chat("hello", model="sim")).json()
+    assert sim["model"] == "simulated/gpt-4o-mini"
+    assert client.get("/v1/nothing").status_code == 404
+    assert client.get("/v1/chat/completions").status_code == 405
