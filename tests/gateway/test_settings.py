@@ -91,8 +91,11 @@ def test_the_documented_config_file_loads(tmp_path: Path) -> None:
         ("[cache]\nthreshold = 'high'", "cache.threshold must be a number"),
         ("[[models]]\nname = 'a'", "litellm_model"),
         ("[[models]]\nname = 'a'\nlitellm_model = 'x'\ntier = 'huge'", "small or large"),
-        ("[[models]]\nname = 'a'\nlitellm_model = 'x'\n[[models]]\nname = 'a'\n"
-         "litellm_model = 'y'", "unique"),
+        (
+            "[[models]]\nname = 'a'\nlitellm_model = 'x'\n[[models]]\nname = 'a'\n"
+            "litellm_model = 'y'",
+            "unique",
+        ),
     ],
 )
 def test_config_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
