@@ -116,18 +116,24 @@ def main() -> None:
         f"(precision {best.precision:.4f}, recall {best.recall:.4f})"
     )
     guard_similarity = np.where(guarded, similarity, -2.0)
-    guard_fine = [score(guard_similarity, correct, positives, t)
-                  for t in np.arange(0.70, 0.9501, 0.01)]
+    guard_fine = [
+        score(guard_similarity, correct, positives, t) for t in np.arange(0.70, 0.9501, 0.01)
+    ]
     guard_best = max(guard_fine, key=lambda s: s.f_beta)
     print("\nwith the guard (gateway/guard.py) on the top-1 candidate\n")
     print_table(
         ["threshold", "hits", "false hits", "precision", "recall", "F0.5"],
-        [[f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
-         for s in guard_fine if round(s.threshold * 100) % 5 == 0],
+        [
+            [f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
+            for s in guard_fine
+            if round(s.threshold * 100) % 5 == 0
+        ],
     )
-    print(f"\nbest F0.5 {guard_best.f_beta:.4f} at threshold {guard_best.threshold:.2f} "
-          f"(precision {guard_best.precision:.4f}, recall {guard_best.recall:.4f}); "
-          f"the guard turned down {int(np.sum(~guarded))} top-1 candidates")
+    print(
+        f"\nbest F0.5 {guard_best.f_beta:.4f} at threshold {guard_best.threshold:.2f} "
+        f"(precision {guard_best.precision:.4f}, recall {guard_best.recall:.4f}); "
+        f"the guard turned down {int(np.sum(~guarded))} top-1 candidates"
+    )
     pair_fine = [
         score(pair_similarity, labels, positives, t) for t in np.arange(0.70, 0.9501, 0.01)
     ]
@@ -156,8 +162,9 @@ def main() -> None:
             "beta": BETA,
             "thresholds": [s.__dict__ for s in fine],
             "best": best.__dict__,
-            "guard_thresholds": [s.__dict__ for s in guard_fine], "guard_best": guard_best.__dict__,
-        "pair_thresholds": [s.__dict__ for s in pair_fine],
+            "guard_thresholds": [s.__dict__ for s in guard_fine],
+            "guard_best": guard_best.__dict__,
+            "pair_thresholds": [s.__dict__ for s in pair_fine],
             "pair_best": pair_best.__dict__,
         },
     )

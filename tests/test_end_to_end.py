@@ -63,7 +63,7 @@ def gateway_process(
         lines.put("")
 
     threading.Thread(target=pump, daemon=True).start()
-    seen = []
+    seen: list[str] = []
     while True:
         try:
             line = lines.get(timeout=120)
