@@ -14,7 +14,7 @@ def test_defaults() -> None:
     assert settings.embedding.device == "auto" and not settings.embedding.int8
     assert settings.embedding.batch.max_batch == 32
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
-    assert settings.cache.threshold == 0.89 and settings.cache.guard
+    assert settings.cache.threshold == 0.93 and settings.cache.guard
     assert settings.models == ()
 
 
@@ -75,11 +75,11 @@ tier = "small"                          # small | large, used by routing later
 def test_the_documented_config_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(ISSUE_EXAMPLE)
-    settings = Settings.load(path, {"GATEWAY_CACHE_THRESHOLD": "0.93"})
+    settings = Settings.load(path, {"GATEWAY_CACHE_THRESHOLD": "0.91"})
     (model,) = settings.models
     assert model.name == "gpt-4o-mini" and model.api_base == "http://127.0.0.1:9000/v1"
     assert model.api_key_env == "OPENAI_API_KEY" and model.tier == "small"
-    assert settings.cache.threshold == 0.93  # the environment wins over the file
+    assert settings.cache.threshold == 0.91  # the environment wins over the file
 
 
 @pytest.mark.parametrize(
