@@ -20,6 +20,7 @@ from embeddings.protocol import Embedder
 from embeddings.runtime import load_embedder
 from gateway.cache import SemanticCache
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.events import EventWriter
 from gateway.passthrough import completions, embeddings
 from gateway.proxy import Gateway, chat_completions
 from gateway.settings import ModelSettings, Settings
@@ -77,11 +78,13 @@ def create_app(
             executor=executor,
         )
         batcher = MicroBatcher(model, settings.embedding.batch, executor=executor)
+        events = EventWriter(store, executor=executor)
         app.state.gateway = Gateway(
             settings=settings,
             cache=cache,
             batcher=batcher,
             router=Router(simulated=simulated or SimulatedUpstream(), real=upstream),
+            events=events,
             tenancy=Tenancy(settings.tenants, salt or load_salt(settings.tenants)),
             models={m.name: m for m in models},
         )
@@ -94,6 +97,7 @@ def create_app(
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
             await batcher.aclose()
+            await events.aclose()
             await loop.run_in_executor(executor, cache.save_indexes)
             store.engine.dispose()
             executor.shutdown(wait=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from embeddings.protocol import Embedder, Vectors
 from gateway.guard import check
@@ -154,18 +154,6 @@ class SemanticCache:
         entry_id = await self._run(self.store.add_entry, new)
         await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
         return entry_id
-
-    async def record_hit(self, entry_id: int, now: float, extend_ttl: float | None) -> None:
-        def write() -> None:
-            values: dict[str, Any] = {"hit_count": CacheEntry.hit_count + 1, "last_hit_at": now}
-            if extend_ttl is not None:
-                values["expires_at"] = now + extend_ttl
-            with self.store.session() as session, session.begin():
-                session.execute(
-                    update(CacheEntry).where(CacheEntry.id == entry_id).values(**values)
-                )
-
-        await self._run(write)
 
     async def sweep_expired(self, now: float | None = None) -> int:
         """Delete expired entries from the store and every loaded index."""

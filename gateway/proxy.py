@@ -19,6 +19,7 @@ from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Vectors
 from gateway.cache import Hit, SemanticCache
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, ModelNotFound
+from gateway.events import EventWriter, HitUpdate
 from gateway.keys import RequestKey, parse_chat
 from gateway.settings import ModelSettings, Settings
 from gateway.sse import StreamCollector, event, hit_body, hit_stream
@@ -40,6 +41,7 @@ class Gateway:
     router: Router
     tenancy: Tenancy
     models: dict[str, ModelSettings]
+    events: EventWriter
     inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
         default_factory=dict
     )
@@ -197,20 +199,18 @@ def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: fl
         prompt_tokens=hit.prompt_tokens,
         completion_tokens=hit.completion_tokens,
     )
-    extend = gw.settings.cache.ttl_seconds if gw.settings.cache.sliding_ttl else None
-
-    async def after() -> None:
-        await gw.cache.record_hit(hit.entry_id, now, extend)
-        await _record(gw, outcome)
-
+    sliding = gw.settings.cache.sliding_ttl
+    expires = now + gw.settings.cache.ttl_seconds if sliding else None
+    gw.events.put(HitUpdate(hit.entry_id, now, expires))
+    background = BackgroundTask(_record, gw, outcome)
     if key.stream:
         return StreamingResponse(
             hit_stream(body, include_usage=key.include_usage),
             media_type="text/event-stream",
             headers=outcome.headers(),
-            background=BackgroundTask(after),
+            background=background,
         )
-    return JSONResponse(body, headers=outcome.headers(), background=BackgroundTask(after))
+    return JSONResponse(body, headers=outcome.headers(), background=background)
 
 
 @dataclass
@@ -355,24 +355,18 @@ async def _stream_miss(
 
 
 async def _record(gw: Gateway, outcome: Outcome) -> None:
-    latency = (time.perf_counter() - outcome.started) * 1000
-    try:
-        await asyncio.get_running_loop().run_in_executor(
-            None,
-            gw.cache.store.record_event,
-            NewEvent(
-                ts=time.time(),
-                tenant=outcome.caller.tenant,
-                category=DEFAULT_CATEGORY,
-                outcome=outcome.kind,
-                latency_ms=latency,
-                similarity=outcome.similarity,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                cost_usd=outcome.cost_usd,
-                model=outcome.model,
-                entry_id=outcome.entry_id,
-            ),
+    gw.events.put(
+        NewEvent(
+            ts=time.time(),
+            tenant=outcome.caller.tenant,
+            category=DEFAULT_CATEGORY,
+            outcome=outcome.kind,
+            latency_ms=(time.perf_counter() - outcome.started) * 1000,
+            similarity=outcome.similarity,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost_usd=outcome.cost_usd,
+            model=outcome.model,
+            entry_id=outcome.entry_id,
         )
-    except Exception:
-        logger.exception("could not record the request event")
+    )

@@ -27,7 +27,9 @@ def _entries(client: TestClient) -> int:
 
 
 def _events(client: TestClient) -> list[RequestEvent]:
-    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+    client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
+    store = gateway.cache.store
     with store.session() as session:
         return list(session.scalars(select(RequestEvent).order_by(RequestEvent.id)))
 
@@ -442,3 +444,18 @@ def test_other_routes(client: TestClient) -> None:
     assert sim["model"] == "simulated/gpt-4o-mini"
     assert client.get("/v1/nothing").status_code == 404
     assert client.get("/v1/chat/completions").status_code == 405
+
+
+def test_hits_are_counted_and_events_batched(client: TestClient) -> None:
+    client.post("/v1/chat/completions", json=chat("What is a monad?"))
+    for _ in range(3):
+        assert client.post("/v1/chat/completions",
+                           json=chat("What is a monad?")).headers["x-cache"] == "hit"
+    events = _events(client)
+    assert [e.outcome for e in events] == ["miss"] + ["hit_exact"] * 3
+    assert all(e.latency_ms > 0 for e in events)
+    assert {e.entry_id for e in events} == {events[0].entry_id}
+    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        entry = session.scalars(select(CacheEntry)).one()
+    assert entry.hit_count == 3 and entry.last_hit_at is not None
