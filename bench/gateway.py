@@ -146,6 +146,7 @@ def main() -> None:
         )
         os.environ["BENCH_KEY"] = "sk-bench"
         sock = socket.socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn's own sockets
         sock.bind(("127.0.0.1", 0))
         server = _Server(uvicorn.Config(create_app(settings, salt=b"bench"), log_level="warning"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
