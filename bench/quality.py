@@ -57,6 +57,31 @@ def score(
     return Scores(round(threshold, 2), hits, true_hits, hits - true_hits, precision, recall, f_beta)
 
 
+def sweep(
+    title: str,
+    similarity: npt.NDArray[np.float64],
+    correct: npt.NDArray[np.bool_],
+    positives: int,
+) -> tuple[list[Scores], Scores]:
+    """Scores every 0.01 from 0.70 to 0.95; prints every 0.05 and the best F0.5."""
+    fine = [score(similarity, correct, positives, t) for t in np.arange(0.70, 0.9501, 0.01)]
+    best = max(fine, key=lambda s: s.f_beta)
+    print(f"\n{title}\n")
+    print_table(
+        ["threshold", "served", "false", "precision", "recall", "F0.5"],
+        [
+            [f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
+            for s in fine
+            if round(s.threshold * 100) % 5 == 0
+        ],
+    )
+    print(
+        f"\nbest F0.5 {best.f_beta:.4f} at threshold {best.threshold:.2f} "
+        f"(precision {best.precision:.4f}, recall {best.recall:.4f})"
+    )
+    return fine, best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=Path, default=None)
@@ -97,59 +122,25 @@ def main() -> None:
     a_vectors = embed_all(embedder, [p["a"] for p in pairs])
     pair_similarity = np.sum(a_vectors * queries, axis=1).astype(np.float64)
 
-    fine = [score(similarity, correct, positives, t) for t in np.arange(0.70, 0.9501, 0.01)]
-    best = max(fine, key=lambda s: s.f_beta)
-    table = [s for s in fine if round(s.threshold * 100) % 5 == 0]
     print(
         f"{len(pairs)} pairs ({positives} duplicates), {len(entries)} cache entries, "
-        f"model {embedder.model_id}\n"
+        f"model {embedder.model_id}"
     )
-    print_table(
-        ["threshold", "hits", "false hits", "precision", "recall", "F0.5"],
-        [
-            [f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
-            for s in table
-        ],
+    fine, best = sweep(
+        "cache: top-1 neighbour served at or above the threshold", similarity, correct, positives
     )
-    print(
-        f"\nbest F0.5 {best.f_beta:.4f} at threshold {best.threshold:.2f} "
-        f"(precision {best.precision:.4f}, recall {best.recall:.4f})"
+    guard_fine, guard_best = sweep(
+        "with the guard (gateway/guard.py) on the top-1 candidate "
+        f"({int(np.sum(~guarded))} candidates turned down)",
+        np.where(guarded, similarity, -2.0),
+        correct,
+        positives,
     )
-    guard_similarity = np.where(guarded, similarity, -2.0)
-    guard_fine = [
-        score(guard_similarity, correct, positives, t) for t in np.arange(0.70, 0.9501, 0.01)
-    ]
-    guard_best = max(guard_fine, key=lambda s: s.f_beta)
-    print("\nwith the guard (gateway/guard.py) on the top-1 candidate\n")
-    print_table(
-        ["threshold", "hits", "false hits", "precision", "recall", "F0.5"],
-        [
-            [f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
-            for s in guard_fine
-            if round(s.threshold * 100) % 5 == 0
-        ],
-    )
-    print(
-        f"\nbest F0.5 {guard_best.f_beta:.4f} at threshold {guard_best.threshold:.2f} "
-        f"(precision {guard_best.precision:.4f}, recall {guard_best.recall:.4f}); "
-        f"the guard turned down {int(np.sum(~guarded))} top-1 candidates"
-    )
-    pair_fine = [
-        score(pair_similarity, labels, positives, t) for t in np.arange(0.70, 0.9501, 0.01)
-    ]
-    pair_best = max(pair_fine, key=lambda s: s.f_beta)
-    print("\npair classification: cosine(a, b) >= threshold against the label\n")
-    print_table(
-        ["threshold", "predicted", "false pos", "precision", "recall", "F0.5"],
-        [
-            [f"{s.threshold:.2f}", s.hits, s.false_hits, s.precision, s.recall, s.f_beta]
-            for s in pair_fine
-            if round(s.threshold * 100) % 5 == 0
-        ],
-    )
-    print(
-        f"\nbest F0.5 {pair_best.f_beta:.4f} at threshold {pair_best.threshold:.2f} "
-        f"(precision {pair_best.precision:.4f}, recall {pair_best.recall:.4f})"
+    pair_fine, pair_best = sweep(
+        "pair classification: cosine(a, b) >= threshold against the label",
+        pair_similarity,
+        labels,
+        positives,
     )
     write_json(
         "quality",
