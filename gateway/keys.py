@@ -79,7 +79,10 @@ def _number(body: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def parse_chat(body: Any, *, max_temperature: float) -> RequestKey:
+TOOL_PARAMS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
+
+
+def parse_chat(body: Any, *, max_temperature: float, cache_tools: bool = False) -> RequestKey:
     """Validate a chat-completion request body and derive its cache key."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
@@ -121,7 +124,8 @@ def parse_chat(body: Any, *, max_temperature: float) -> RequestKey:
         bypass = "non-text content or tool calls"
     elif (n or 1) > 1:
         bypass = "n > 1"
-    elif any(body.get(k) for k in ("tools", "functions", "tool_choice", "function_call")):
+    elif any(body.get(k) for k in TOOL_PARAMS) and (not cache_tools or stream):
+        # Cached tool calls are served as JSON only: streamed tool-call deltas are not kept.
         bypass = "tools or function calls"
     elif body.get("logprobs") or body.get("top_logprobs"):
         bypass = "logprobs"
@@ -130,7 +134,7 @@ def parse_chat(body: Any, *, max_temperature: float) -> RequestKey:
 
     context = {
         "turns": [(role, normalise(text)) for role, text in turns[:-1]],
-        "params": {k: body[k] for k in ANSWER_PARAMS if body.get(k) is not None},
+        "params": {k: body[k] for k in (*ANSWER_PARAMS, *TOOL_PARAMS) if body.get(k) is not None},
     }
     exact = {
         "model": model,

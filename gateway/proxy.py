@@ -115,7 +115,11 @@ async def chat_completions(request: Request) -> Response:
             request.headers.get("authorization"), request.headers.get("x-cache-namespace")
         )
         body = await read_json(request, gw.settings.server.max_body_bytes)
-        key = parse_chat(body, max_temperature=gw.settings.cache.max_temperature)
+        key = parse_chat(
+            body,
+            max_temperature=gw.settings.cache.max_temperature,
+            cache_tools=gw.settings.cache.cache_tools,
+        )
         model = gw.models.get(key.model)
         if model is None:
             raise ModelNotFound(f"the model {key.model!r} does not exist", param="model")

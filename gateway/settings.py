@@ -103,7 +103,9 @@ class CacheSettings:
     max_temperature: float = 1.0
     lookup_deadline_ms: float = 250.0
     guard: bool = True
-    store_finish_reasons: tuple[str, ...] = ("stop",)
+    # Cache requests that offer tools (tools are then part of the key; JSON answers only).
+    cache_tools: bool = False
+    store_finish_reasons: tuple[str, ...] = ("stop", "tool_calls")
     sweep_interval_s: float = 60.0
 
     def __post_init__(self) -> None:

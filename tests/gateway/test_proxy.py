@@ -449,8 +449,10 @@ def test_other_routes(client: TestClient) -> None:
 def test_hits_are_counted_and_events_batched(client: TestClient) -> None:
     client.post("/v1/chat/completions", json=chat("What is a monad?"))
     for _ in range(3):
-        assert client.post("/v1/chat/completions",
-                           json=chat("What is a monad?")).headers["x-cache"] == "hit"
+        assert (
+            client.post("/v1/chat/completions", json=chat("What is a monad?")).headers["x-cache"]
+            == "hit"
+        )
     events = _events(client)
     assert [e.outcome for e in events] == ["miss"] + ["hit_exact"] * 3
     assert all(e.latency_ms > 0 for e in events)
@@ -459,3 +461,27 @@ def test_hits_are_counted_and_events_batched(client: TestClient) -> None:
     with store.session() as session:
         entry = session.scalars(select(CacheEntry)).one()
     assert entry.hit_count == 3 and entry.last_hit_at is not None
+
+
+def test_tool_requests_are_cached_when_configured(make_app: AppFactory) -> None:
+    def tools(name: str) -> list[dict[str, Any]]:
+        return [{"type": "function", "function": {"name": name, "parameters": {}}}]
+
+    with make_app(cache={"cache_tools": True}) as client:
+        first = client.post(
+            "/v1/chat/completions", json=chat("What's the weather like?", tools=tools("weather"))
+        )
+        assert first.headers["x-cache"] == "miss"
+        again = client.post(
+            "/v1/chat/completions", json=chat("What's the weather like?", tools=tools("weather"))
+        )
+        assert again.headers["x-cache"] == "hit"
+        other = client.post(
+            "/v1/chat/completions", json=chat("What's the weather like?", tools=tools("forecast"))
+        )
+        assert other.headers["x-cache"] == "miss"  # other tools, another answer
+        streamed = client.post(
+            "/v1/chat/completions",
+            json=chat("What's the weather like?", tools=tools("weather"), stream=True),
+        )
+        assert streamed.headers["x-cache"] == "bypass"
