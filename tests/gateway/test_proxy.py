@@ -485,3 +485,17 @@ def test_tool_requests_are_cached_when_configured(make_app: AppFactory) -> None:
             json=chat("What's the weather like?", tools=tools("weather"), stream=True),
         )
         assert streamed.headers["x-cache"] == "bypass"
+
+
+def test_simulated_upstream_is_the_default(make_app: AppFactory, upstream: FakeUpstream) -> None:
+    with make_app(models=[]) as client:
+        assert {m["id"] for m in client.get("/v1/models").json()["data"]} == {
+            "gpt-4o-mini",
+            "gpt-4o",
+        }
+        first = client.post("/v1/chat/completions", json=chat("Tell me about HNSW"))
+        assert first.json()["model"] == "simulated/gpt-4o-mini"
+        assert first.json()["usage"]["completion_tokens"] > 0
+        again = client.post("/v1/chat/completions", json=chat("Tell me about HNSW"))
+        assert again.json()["choices"] == first.json()["choices"]
+    assert upstream.calls == []
