@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from embeddings.protocol import Embedder
 from embeddings.runtime import OnnxEmbedder
 from gateway.app import create_app
 from gateway.settings import ModelSettings, Settings
+from gateway.store.models import CacheEntry, RequestEvent
 from gateway.upstream import SimulatedUpstream, SimulationProfile
 from tests.support.fake_upstream import FakeUpstream, serve_fake_upstream
 
@@ -86,4 +88,18 @@ def chat(text: str, **extra: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], **extra}
 
 
-__all__ = ["AppFactory", "ModelSettings", "chat"]
+def count_entries(client: TestClient) -> int:
+    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
+
+
+def request_events(client: TestClient) -> list[RequestEvent]:
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+    client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
+    store = gateway.cache.store
+    with store.session() as session:
+        return list(session.scalars(select(RequestEvent).order_by(RequestEvent.id)))
+
+
+__all__ = ["AppFactory", "ModelSettings", "chat", "count_entries", "request_events"]
