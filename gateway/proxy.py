@@ -145,10 +145,14 @@ async def chat_completions(request: Request) -> Response:
     store = (
         _Storer(gw, partition, key, body, vector, ttl) if storable and vector is not None else None
     )
+    if store is not None:
+        shared = await store.follow()
+        if shared is not None:
+            return _serve_shared(gw, shared, key, model, outcome)
     try:
         if key.stream:
             return await _stream_miss(gw, model, body, key, outcome, store)
-        return await _json_miss(gw, model, body, key, outcome, store, partition)
+        return await _json_miss(gw, model, body, key, outcome, store)
     except GatewayError as exc:
         outcome.kind = "error"
         response = exc.response()
@@ -217,6 +221,32 @@ def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: fl
     return JSONResponse(body, headers=outcome.headers(), background=background)
 
 
+def _serve_shared(
+    gw: Gateway, shared: dict[str, Any], key: RequestKey, model: ModelSettings, outcome: Outcome
+) -> Response:
+    """The answer of an identical request that was in flight, served like a hit."""
+    outcome.kind = "hit_coalesced"
+    outcome.similarity = 1.0
+    _account(outcome, model, shared.get("usage"))
+    outcome.model = ""
+    body = hit_body(
+        shared,
+        model=key.model,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+    )
+    headers = {k: v for k, v in outcome.headers().items() if k != "x-cache-entry"}
+    background = BackgroundTask(_record, gw, outcome)
+    if key.stream:
+        return StreamingResponse(
+            hit_stream(body, include_usage=key.include_usage),
+            media_type="text/event-stream",
+            headers=headers,
+            background=background,
+        )
+    return JSONResponse(body, headers=headers, background=background)
+
+
 @dataclass
 class _Storer:
     gw: Gateway
@@ -225,6 +255,30 @@ class _Storer:
     body: dict[str, Any]
     vector: Vectors
     ttl: float | None
+    _lead: asyncio.Future[dict[str, Any] | None] | None = None
+
+    @property
+    def _coalesce_key(self) -> tuple[str, str, str]:
+        return (self.partition.tenant, self.partition.namespace, self.key.exact_hash)
+
+    async def follow(self) -> dict[str, Any] | None:
+        """Wait for an identical request already in flight and share its answer; else
+        become the one others wait for."""
+        leader = self.gw.inflight.get(self._coalesce_key)
+        if leader is not None:
+            shared = await asyncio.shield(leader)
+            if shared is not None:
+                return shared
+        self._lead = asyncio.get_running_loop().create_future()
+        self.gw.inflight[self._coalesce_key] = self._lead
+        return None
+
+    def finish(self, completion: dict[str, Any] | None) -> None:
+        """Release the requests waiting on this one (None: they go upstream themselves)."""
+        if self._lead is not None and not self._lead.done():
+            if self.gw.inflight.get(self._coalesce_key) is self._lead:
+                del self.gw.inflight[self._coalesce_key]
+            self._lead.set_result(completion)
 
     async def __call__(self, completion: dict[str, Any], outcome: Outcome) -> None:
         choices = completion.get("choices") or []
@@ -269,31 +323,7 @@ async def _json_miss(
     key: RequestKey,
     outcome: Outcome,
     store: _Storer | None,
-    partition: Partition,
 ) -> Response:
-    coalesce = (partition.tenant, partition.namespace, key.exact_hash)
-    leader = gw.inflight.get(coalesce) if store is not None else None
-    if leader is not None:
-        shared = await asyncio.shield(leader)
-        if shared is not None:
-            outcome.kind = "hit_coalesced"
-            outcome.similarity = 1.0
-            outcome.entry_id = None
-            _account(outcome, model, shared.get("usage"))
-            result = hit_body(
-                shared,
-                model=key.model,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-            )
-            headers = {k: v for k, v in outcome.headers().items() if k != "x-cache-entry"}
-            return JSONResponse(
-                result, headers=headers, background=BackgroundTask(_record, gw, outcome)
-            )
-    future: asyncio.Future[dict[str, Any] | None] | None = None
-    if store is not None and leader is None:
-        future = asyncio.get_running_loop().create_future()
-        gw.inflight[coalesce] = future
     completion: dict[str, Any] | None = None
     try:
         completion = await gw.router.for_model(model).complete(
@@ -303,9 +333,8 @@ async def _json_miss(
         if store is not None:
             await store(completion, outcome)
     finally:
-        if future is not None:
-            gw.inflight.pop(coalesce, None)
-            future.set_result(completion)
+        if store is not None:
+            store.finish(completion)
     return JSONResponse(
         completion, headers=outcome.headers(), background=BackgroundTask(_record, gw, outcome)
     )
@@ -329,6 +358,10 @@ async def _stream_miss(
         first = await anext(upstream)
     except StopAsyncIteration:
         first = None
+    except BaseException:
+        if store is not None:
+            store.finish(None)
+        raise
 
     async def relay() -> AsyncIterator[bytes]:
         collector = StreamCollector()
@@ -351,8 +384,13 @@ async def _stream_miss(
         finally:
             await upstream.aclose()
             _account(outcome, model, collector.usage)
-            if complete and store is not None:
-                await store(collector.completion(), outcome)
+            if store is not None:
+                completion = collector.completion() if complete else None
+                try:
+                    if completion is not None:
+                        await store(completion, outcome)
+                finally:
+                    store.finish(completion)
             await _record(gw, outcome)
 
     return StreamingResponse(relay(), media_type="text/event-stream", headers=outcome.headers())

@@ -219,19 +219,30 @@ def test_expired_entries_are_not_served_and_are_swept(client: TestClient) -> Non
     assert count_entries(client) == 1  # the fresh answer
 
 
+@pytest.mark.parametrize("stream", [False, True])
 def test_concurrent_identical_misses_are_coalesced(
-    client: TestClient, upstream: FakeUpstream
+    client: TestClient, upstream: FakeUpstream, stream: bool
 ) -> None:
-    prompt = "Why is the sky blue? [[slow:0.5]]"
+    prompt = f"Why is the sky blue? stream={stream} [[slow:0.5]]"
+
+    def ask(_: int) -> tuple[str, str]:
+        response = client.post("/v1/chat/completions", json=chat(prompt, stream=stream))
+        assert response.status_code == 200
+        if not stream:
+            return response.headers["x-cache"], response.json()["choices"][0]["message"]["content"]
+        chunks = [
+            json.loads(line[6:])
+            for line in response.text.split("\n")
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        return response.headers["x-cache"], text.strip()
+
     with ThreadPoolExecutor(4) as pool:
-        responses = list(
-            pool.map(lambda _: client.post("/v1/chat/completions", json=chat(prompt)), range(4))
-        )
-    assert all(r.status_code == 200 for r in responses)
+        results = list(pool.map(ask, range(4)))
     assert len(upstream.calls) == 1
-    contents = {r.json()["choices"][0]["message"]["content"] for r in responses}
-    assert len(contents) == 1
-    assert sorted(r.headers["x-cache"] for r in responses).count("miss") == 1
+    assert {text for _, text in results} == {answer_for(prompt)}
+    assert sorted(cache for cache, _ in results) == ["hit", "hit", "hit", "miss"]
 
 
 @pytest.mark.parametrize(
