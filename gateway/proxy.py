@@ -146,7 +146,7 @@ async def chat_completions(request: Request) -> Response:
         _Storer(gw, partition, key, body, vector, ttl) if storable and vector is not None else None
     )
     if store is not None:
-        shared = await store.follow()
+        shared = await store.follow(model.timeout_s)
         if shared is not None:
             return _serve_shared(gw, shared, key, model, outcome)
     try:
@@ -261,12 +261,15 @@ class _Storer:
     def _coalesce_key(self) -> tuple[str, str, str]:
         return (self.partition.tenant, self.partition.namespace, self.key.exact_hash)
 
-    async def follow(self) -> dict[str, Any] | None:
-        """Wait for an identical request already in flight and share its answer; else
-        become the one others wait for."""
+    async def follow(self, patience: float) -> dict[str, Any] | None:
+        """Wait (at most `patience` seconds) for an identical request already in flight and share
+        its answer; else become the one others wait for."""
         leader = self.gw.inflight.get(self._coalesce_key)
         if leader is not None:
-            shared = await asyncio.shield(leader)
+            try:
+                shared = await asyncio.wait_for(asyncio.shield(leader), patience)
+            except TimeoutError:  # a leader that never finished must not hold others
+                shared = None
             if shared is not None:
                 return shared
         self._lead = asyncio.get_running_loop().create_future()

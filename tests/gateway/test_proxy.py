@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -346,3 +347,24 @@ def test_simulated_upstream_is_the_default(make_app: AppFactory, upstream: FakeU
         again = client.post("/v1/chat/completions", json=chat("Tell me about HNSW"))
         assert again.json()["choices"] == first.json()["choices"]
     assert upstream.calls == []
+
+
+def test_a_stuck_leader_does_not_hold_others_past_the_model_timeout(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
+    from gateway.keys import parse_chat
+    from gateway.tenants import ANONYMOUS
+
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+    body = chat("Is this request stuck?")
+    key = parse_chat(body, max_temperature=1.0)
+
+    def stuck() -> None:
+        future = asyncio.get_running_loop().create_future()
+        gateway.inflight[(ANONYMOUS, "", key.exact_hash)] = future
+
+    client.portal.call(stuck)  # type: ignore[union-attr]
+    response = client.post("/v1/chat/completions", json=body)  # waits timeout_s (2 s)
+    assert response.status_code == 200
+    assert response.headers["x-cache"] == "miss"
+    assert len(upstream.calls) == 1
