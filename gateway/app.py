@@ -22,8 +22,9 @@ from gateway.cache import SemanticCache
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.events import EventWriter
 from gateway.passthrough import completions, embeddings
-from gateway.proxy import Gateway, chat_completions
+from gateway.proxy import chat_completions
 from gateway.settings import ModelSettings, Settings
+from gateway.state import Gateway
 from gateway.store import open_store
 from gateway.tenants import Tenancy, load_salt
 from gateway.upstream import (

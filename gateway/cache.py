@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 
 from embeddings.protocol import Embedder, Vectors
 from gateway.guard import check
-from gateway.index import HnswIndex, IndexParams
+from gateway.index import HnswIndex, IndexParams, Neighbor
 from gateway.keys import RequestKey
 from gateway.store.models import CacheEntry
 from gateway.store.queries import NewEntry, Partition, Store
@@ -121,11 +121,15 @@ class SemanticCache:
         now: float,
     ) -> tuple[Hit | None, list[Rejection]]:
         index = await self.index(partition)
-        neighbors = await self._run(index.search, vector, top_k)
-        above = [n for n in neighbors if n.similarity >= threshold]
+
+        def candidates() -> tuple[list[Neighbor], dict[int, CacheEntry]]:
+            # Search and row fetch in one trip to the worker thread.
+            above = [n for n in index.search(vector, top_k) if n.similarity >= threshold]
+            return above, self._rows([n.entry_id for n in above]) if above else {}
+
+        above, rows = await self._run(candidates)
         if not above:
             return None, []
-        rows = await self._run(self._rows, [n.entry_id for n in above])
         rejected: list[Rejection] = []
         for neighbor in above:
             row = rows.get(neighbor.entry_id)

@@ -12,18 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.proxy import read_json
 from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
 
 if TYPE_CHECKING:
-    from gateway.proxy import Gateway
     from gateway.settings import ModelSettings
+    from gateway.state import Gateway
 
 BYPASS = {"x-cache": "bypass", "x-cache-category": "none"}
 
 
 async def _prepare(request: Request) -> tuple[Gateway, ModelSettings, dict[str, Any], str | None]:
-    from gateway.proxy import read_json
-
     gw: Gateway = request.app.state.gateway
     caller = gw.tenancy.identify(request.headers.get("authorization"), None)
     body = await read_json(request, gw.settings.server.max_body_bytes)

@@ -1,4 +1,4 @@
-"""The OpenAI routes: chat completions through the cache, the rest passed through."""
+"""The chat-completions route: validation, the cache tiers, and serving hits."""
 
 from __future__ import annotations
 
@@ -6,74 +6,24 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Vectors
-from gateway.cache import Hit, SemanticCache
+from gateway.cache import Hit
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, ModelNotFound
-from gateway.events import EventWriter, HitUpdate
+from gateway.events import HitUpdate
 from gateway.keys import RequestKey, parse_chat
-from gateway.settings import ModelSettings, Settings
-from gateway.sse import StreamCollector, event, hit_body, hit_stream
-from gateway.store.queries import NewEntry, NewEvent, Partition
-from gateway.tenants import Caller, Tenancy
-from gateway.upstream import Router, price
+from gateway.misses import Storer, json_miss, stream_miss
+from gateway.settings import ModelSettings
+from gateway.sse import hit_body, hit_stream
+from gateway.state import DEFAULT_CATEGORY, Gateway, Outcome, account, record
+from gateway.store.queries import Partition
 
 logger = logging.getLogger(__name__)
-DEFAULT_CATEGORY = "default"
-
-
-@dataclass
-class Gateway:
-    """Everything the routes need, built in the app's lifespan."""
-
-    settings: Settings
-    cache: SemanticCache
-    batcher: MicroBatcher
-    router: Router
-    tenancy: Tenancy
-    models: dict[str, ModelSettings]
-    events: EventWriter
-    inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
-        default_factory=dict
-    )
-
-
-@dataclass
-class Outcome:
-    """What happened to one request: becomes its event row and its headers."""
-
-    caller: Caller
-    key: RequestKey
-    started: float
-    kind: str = "miss"
-    similarity: float | None = None
-    entry_id: int | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    model: str = ""
-
-    def headers(self) -> dict[str, str]:
-        headers = {
-            "x-cache": "hit" if self.kind.startswith("hit") else self.kind,
-            "x-cache-category": DEFAULT_CATEGORY,
-        }
-        if self.kind.startswith("hit"):
-            headers["x-cache-similarity"] = f"{self.similarity:.4f}"
-            headers["x-cache-entry"] = str(self.entry_id)
-            headers["x-cache-tier"] = self.kind.removeprefix("hit_")
-        if self.model:
-            headers["x-gateway-route"] = self.model
-        return headers
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -143,7 +93,7 @@ async def chat_completions(request: Request) -> Response:
         outcome.kind = "bypass"
     storable = vector is not None and not no_store and key.bypass is None
     store = (
-        _Storer(gw, partition, key, body, vector, ttl) if storable and vector is not None else None
+        Storer(gw, partition, key, body, vector, ttl) if storable and vector is not None else None
     )
     if store is not None:
         shared = await store.follow(model.timeout_s)
@@ -151,12 +101,12 @@ async def chat_completions(request: Request) -> Response:
             return _serve_shared(gw, shared, key, model, outcome)
     try:
         if key.stream:
-            return await _stream_miss(gw, model, body, key, outcome, store)
-        return await _json_miss(gw, model, body, key, outcome, store)
+            return await stream_miss(gw, model, body, key, outcome, store)
+        return await json_miss(gw, model, body, key, outcome, store)
     except GatewayError as exc:
         outcome.kind = "error"
         response = exc.response()
-        response.background = BackgroundTask(_record, gw, outcome)
+        response.background = BackgroundTask(record, gw, outcome)
         return response
 
 
@@ -200,25 +150,11 @@ def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: fl
     outcome.prompt_tokens = hit.prompt_tokens
     outcome.completion_tokens = hit.completion_tokens
     outcome.cost_usd = hit.cost_usd  # what the hit saved
-    outcome.model = ""
-    body = hit_body(
-        hit.response,
-        model=key.model,
-        prompt_tokens=hit.prompt_tokens,
-        completion_tokens=hit.completion_tokens,
-    )
     sliding = gw.settings.cache.sliding_ttl
-    expires = now + gw.settings.cache.ttl_seconds if sliding else None
-    gw.events.put(HitUpdate(hit.entry_id, now, expires))
-    background = BackgroundTask(_record, gw, outcome)
-    if key.stream:
-        return StreamingResponse(
-            hit_stream(body, include_usage=key.include_usage),
-            media_type="text/event-stream",
-            headers=outcome.headers(),
-            background=background,
-        )
-    return JSONResponse(body, headers=outcome.headers(), background=background)
+    gw.events.put(
+        HitUpdate(hit.entry_id, now, now + gw.settings.cache.ttl_seconds if sliding else None)
+    )
+    return _reply_from_cache(gw, hit.response, key, outcome)
 
 
 def _serve_shared(
@@ -227,191 +163,26 @@ def _serve_shared(
     """The answer of an identical request that was in flight, served like a hit."""
     outcome.kind = "hit_coalesced"
     outcome.similarity = 1.0
-    _account(outcome, model, shared.get("usage"))
-    outcome.model = ""
+    account(outcome, model, shared.get("usage"))
+    return _reply_from_cache(gw, shared, key, outcome)
+
+
+def _reply_from_cache(
+    gw: Gateway, stored: dict[str, Any], key: RequestKey, outcome: Outcome
+) -> Response:
+    outcome.model = ""  # no upstream answered
     body = hit_body(
-        shared,
+        stored,
         model=key.model,
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
     )
-    headers = {k: v for k, v in outcome.headers().items() if k != "x-cache-entry"}
-    background = BackgroundTask(_record, gw, outcome)
+    background = BackgroundTask(record, gw, outcome)
     if key.stream:
         return StreamingResponse(
             hit_stream(body, include_usage=key.include_usage),
             media_type="text/event-stream",
-            headers=headers,
+            headers=outcome.headers(),
             background=background,
         )
-    return JSONResponse(body, headers=headers, background=background)
-
-
-@dataclass
-class _Storer:
-    gw: Gateway
-    partition: Partition
-    key: RequestKey
-    body: dict[str, Any]
-    vector: Vectors
-    ttl: float | None
-    _lead: asyncio.Future[dict[str, Any] | None] | None = None
-
-    @property
-    def _coalesce_key(self) -> tuple[str, str, str]:
-        return (self.partition.tenant, self.partition.namespace, self.key.exact_hash)
-
-    async def follow(self, patience: float) -> dict[str, Any] | None:
-        """Wait (at most `patience` seconds) for an identical request already in flight and share
-        its answer; else become the one others wait for."""
-        leader = self.gw.inflight.get(self._coalesce_key)
-        if leader is not None:
-            try:
-                shared = await asyncio.wait_for(asyncio.shield(leader), patience)
-            except TimeoutError:  # a leader that never finished must not hold others
-                shared = None
-            if shared is not None:
-                return shared
-        self._lead = asyncio.get_running_loop().create_future()
-        self.gw.inflight[self._coalesce_key] = self._lead
-        return None
-
-    def finish(self, completion: dict[str, Any] | None) -> None:
-        """Release the requests waiting on this one (None: they go upstream themselves)."""
-        if self._lead is not None and not self._lead.done():
-            if self.gw.inflight.get(self._coalesce_key) is self._lead:
-                del self.gw.inflight[self._coalesce_key]
-            self._lead.set_result(completion)
-
-    async def __call__(self, completion: dict[str, Any], outcome: Outcome) -> None:
-        choices = completion.get("choices") or []
-        finish = choices[0].get("finish_reason") if choices else None
-        if finish not in self.gw.settings.cache.store_finish_reasons:
-            return
-        now = time.time()
-        ttl = self.ttl or self.gw.settings.cache.ttl_seconds
-        stored = {k: v for k, v in completion.items() if k not in ("id", "created", "usage")}
-        outcome.entry_id = await self.gw.cache.put(
-            NewEntry(
-                partition=self.partition,
-                model_family=self.key.model,
-                text=self.key.text,
-                context_hash=self.key.context_hash,
-                request_hash=self.key.exact_hash,
-                request_json=json.dumps(self.body, ensure_ascii=False),
-                response_json=json.dumps(stored, ensure_ascii=False),
-                embedding=np.asarray(self.vector, dtype=np.float32),
-                embedding_model=self.gw.cache.embedder.model_id,
-                created_at=now,
-                expires_at=now + ttl,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                cost_usd=outcome.cost_usd,
-                upstream_model=outcome.model,
-            )
-        )
-
-
-def _account(outcome: Outcome, model: ModelSettings, usage: dict[str, Any] | None) -> None:
-    usage = usage or {}
-    outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
-    outcome.cost_usd = price(model.litellm_model, outcome.prompt_tokens, outcome.completion_tokens)
-
-
-async def _json_miss(
-    gw: Gateway,
-    model: ModelSettings,
-    body: dict[str, Any],
-    key: RequestKey,
-    outcome: Outcome,
-    store: _Storer | None,
-) -> Response:
-    completion: dict[str, Any] | None = None
-    try:
-        completion = await gw.router.for_model(model).complete(
-            model, body, _upstream_key(gw, outcome)
-        )
-        _account(outcome, model, completion.get("usage"))
-        if store is not None:
-            await store(completion, outcome)
-    finally:
-        if store is not None:
-            store.finish(completion)
-    return JSONResponse(
-        completion, headers=outcome.headers(), background=BackgroundTask(_record, gw, outcome)
-    )
-
-
-def _upstream_key(gw: Gateway, outcome: Outcome) -> str | None:
-    return outcome.caller.key if gw.settings.tenants.pass_through_key else None
-
-
-async def _stream_miss(
-    gw: Gateway,
-    model: ModelSettings,
-    body: dict[str, Any],
-    key: RequestKey,
-    outcome: Outcome,
-    store: _Storer | None,
-) -> Response:
-    upstream = gw.router.for_model(model).stream(model, body, _upstream_key(gw, outcome))
-    # Pull the first chunk before answering, so upstream errors get a proper status code.
-    try:
-        first = await anext(upstream)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        if store is not None:
-            store.finish(None)
-        raise
-
-    async def relay() -> AsyncIterator[bytes]:
-        collector = StreamCollector()
-        complete = False
-        try:
-            pending = [first] if first is not None else []
-            for chunk in pending:
-                collector.add(chunk)
-                if chunk.get("choices") or key.include_usage:
-                    yield event(chunk)
-            async for chunk in upstream:
-                collector.add(chunk)
-                if chunk.get("choices") or key.include_usage:
-                    yield event(chunk)
-            complete = True
-            yield event("[DONE]")
-        except GatewayError as exc:
-            outcome.kind = "error"
-            yield event(exc.body())
-        finally:
-            await upstream.aclose()
-            _account(outcome, model, collector.usage)
-            if store is not None:
-                completion = collector.completion() if complete else None
-                try:
-                    if completion is not None:
-                        await store(completion, outcome)
-                finally:
-                    store.finish(completion)
-            await _record(gw, outcome)
-
-    return StreamingResponse(relay(), media_type="text/event-stream", headers=outcome.headers())
-
-
-async def _record(gw: Gateway, outcome: Outcome) -> None:
-    gw.events.put(
-        NewEvent(
-            ts=time.time(),
-            tenant=outcome.caller.tenant,
-            category=DEFAULT_CATEGORY,
-            outcome=outcome.kind,
-            latency_ms=(time.perf_counter() - outcome.started) * 1000,
-            similarity=outcome.similarity,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cost_usd=outcome.cost_usd,
-            model=outcome.model,
-            entry_id=outcome.entry_id,
-        )
-    )
+    return JSONResponse(body, headers=outcome.headers(), background=background)

@@ -183,19 +183,7 @@ class Store:
             return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
 
     def record_event(self, new: NewEvent) -> int:
-        row = RequestEvent(
-            ts=new.ts,
-            tenant=new.tenant,
-            category=new.category,
-            outcome=new.outcome,
-            similarity=new.similarity,
-            latency_ms=new.latency_ms,
-            prompt_tokens=new.prompt_tokens,
-            completion_tokens=new.completion_tokens,
-            cost_usd=new.cost_usd,
-            model=new.model,
-            entry_id=new.entry_id,
-        )
+        row = RequestEvent(**vars(new))
         with self._session.begin() as session:
             session.add(row)
             session.flush()

@@ -256,12 +256,17 @@ def test_concurrent_identical_misses_are_coalesced(
     ],
 )
 def test_guard_rejects_opposites_numbers_and_entities(
-    client: TestClient, upstream: FakeUpstream, first: str, second: str
+    make_app: AppFactory, upstream: FakeUpstream, tmp_path: Path, first: str, second: str
 ) -> None:
-    client.post("/v1/chat/completions", json=chat(first))
-    response = client.post("/v1/chat/completions", json=chat(second))
-    assert response.headers["x-cache"] == "miss"
-    assert len(upstream.calls) == 2
+    # At this threshold every pair is a hit without the guard: the guard turns them down.
+    for guard, expected in ((False, "hit"), (True, "miss")):
+        with make_app(
+            cache={"guard": guard, "threshold": 0.7}, db=tmp_path / f"guard-{guard}.db"
+        ) as client:
+            client.post("/v1/chat/completions", json=chat(first))
+            response = client.post("/v1/chat/completions", json=chat(second))
+            assert response.headers["x-cache"] == expected, (guard, first, second)
+    assert len(upstream.calls) == 3
 
 
 def test_restart_keeps_entries_and_index(

@@ -1,0 +1,91 @@
+"""What a request carries through the gateway: the shared state built in the lifespan,
+and the outcome that becomes its event row and response headers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from embeddings.batcher import MicroBatcher
+from gateway.cache import SemanticCache
+from gateway.events import EventWriter
+from gateway.keys import RequestKey
+from gateway.settings import ModelSettings, Settings
+from gateway.store.queries import NewEvent
+from gateway.tenants import Caller, Tenancy
+from gateway.upstream import Router, price
+
+DEFAULT_CATEGORY = "default"
+
+
+@dataclass
+class Gateway:
+    """Everything the routes need, built in the app's lifespan."""
+
+    settings: Settings
+    cache: SemanticCache
+    batcher: MicroBatcher
+    router: Router
+    tenancy: Tenancy
+    models: dict[str, ModelSettings]
+    events: EventWriter
+    inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
+
+
+@dataclass
+class Outcome:
+    """What happened to one request: becomes its event row and its headers."""
+
+    caller: Caller
+    key: RequestKey
+    started: float
+    kind: str = "miss"
+    similarity: float | None = None
+    entry_id: int | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    model: str = ""
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "x-cache": "hit" if self.kind.startswith("hit") else self.kind,
+            "x-cache-category": DEFAULT_CATEGORY,
+        }
+        if self.kind.startswith("hit"):
+            headers["x-cache-similarity"] = f"{self.similarity:.4f}"
+            if self.entry_id is not None:  # coalesced answers have no entry of their own
+                headers["x-cache-entry"] = str(self.entry_id)
+            headers["x-cache-tier"] = self.kind.removeprefix("hit_")
+        if self.model:
+            headers["x-gateway-route"] = self.model
+        return headers
+
+
+def account(outcome: Outcome, model: ModelSettings, usage: dict[str, Any] | None) -> None:
+    usage = usage or {}
+    outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
+    outcome.cost_usd = price(model.litellm_model, outcome.prompt_tokens, outcome.completion_tokens)
+
+
+async def record(gw: Gateway, outcome: Outcome) -> None:
+    gw.events.put(
+        NewEvent(
+            ts=time.time(),
+            tenant=outcome.caller.tenant,
+            category=DEFAULT_CATEGORY,
+            outcome=outcome.kind,
+            latency_ms=(time.perf_counter() - outcome.started) * 1000,
+            similarity=outcome.similarity,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost_usd=outcome.cost_usd,
+            model=outcome.model,
+            entry_id=outcome.entry_id,
+        )
+    )
