@@ -11,24 +11,17 @@ from embeddings.batcher import BatchLimits, MicroBatcher
 from embeddings.errors import EmbedderClosedError
 from embeddings.protocol import Vectors
 from embeddings.runtime import OnnxEmbedder
+from tests.support.embedders import Wrapped
 
 
-class Recording:
-    """The real embedder, recording the size of every call; optionally held at a gate."""
+class Recording(Wrapped):
+    """Records the size of every call; optionally held at a gate."""
 
     def __init__(self, inner: OnnxEmbedder, gate: threading.Event | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gate = gate
         self.calls: list[int] = []
         self.entered = threading.Event()
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         self.calls.append(len(texts))

@@ -12,22 +12,16 @@ from starlette.testclient import TestClient
 from embeddings.protocol import Vectors
 from embeddings.runtime import OnnxEmbedder
 from tests.gateway.conftest import AppFactory, chat, count_entries, request_events
+from tests.support.embedders import Wrapped
 from tests.support.fake_upstream import FakeUpstream
 
 
-class BrokenEmbedder:
+class BrokenEmbedder(Wrapped):
     def __init__(
         self, inner: OnnxEmbedder, *, fail: bool = False, gate: threading.Event | None = None
     ) -> None:
-        self.inner, self.fail, self.gate = inner, fail, gate
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
+        super().__init__(inner)
+        self.fail, self.gate = fail, gate
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         if self.fail:

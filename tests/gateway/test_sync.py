@@ -2,38 +2,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from embeddings.protocol import Vectors
 from embeddings.runtime import OnnxEmbedder
 from gateway.index import HnswIndex
 from gateway.store import NewEntry, Partition, Store, decode_vectors, open_store
 from gateway.sync import index_file, load_or_rebuild
+from tests.support.embedders import Wrapped
 
 PARTITION = Partition(tenant="acme", namespace="", category="default")
-
-
-class Renamed:
-    """The real embedder under another model id, as after a model upgrade."""
-
-    def __init__(self, inner: OnnxEmbedder, model_id: str) -> None:
-        self.inner = inner
-        self._model_id = model_id
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        return self.inner.embed(texts)
 
 
 @pytest.fixture
@@ -102,7 +82,7 @@ def test_index_of_another_model_is_rebuilt_and_store_reembedded(
     index, _ = load_or_rebuild(store, PARTITION, embedder, path=path)
     index.save(path)
 
-    upgraded = Renamed(embedder, "next-model")
+    upgraded = Wrapped(embedder, model_id="next-model")
     rebuilt, report = load_or_rebuild(store, PARTITION, upgraded, path=path)
     assert report.action == "rebuilt" and "built for" in report.reason
     assert report.reembedded == 20
