@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from embeddings.protocol import Embedder, Vectors, embed_all
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -67,3 +70,16 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
     return str(value)
+
+
+def embed_cached(embedder: Embedder, texts: Sequence[str], name: str) -> Vectors:
+    """Embed `texts` once per model: later runs read the vectors from bench/results/vectors."""
+    digest = hashlib.sha256("\x00".join([embedder.model_id, *texts]).encode()).hexdigest()[:16]
+    path = RESULTS / "vectors" / f"{name}-{digest}.npy"
+    if path.exists():
+        vectors: Vectors = np.load(path)
+        return vectors
+    vectors = embed_all(embedder, texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors

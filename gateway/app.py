@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from categories.classifier import Classifier
+from categories.load import LoadMonitor
 from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Embedder
 from embeddings.runtime import load_embedder
@@ -79,6 +82,7 @@ def create_app(
             executor=executor,
         )
         batcher = MicroBatcher(model, settings.embedding.batch, executor=executor)
+        classifier = await loop.run_in_executor(executor, _classifier, settings, model)
         events = EventWriter(store, executor=executor)
         app.state.gateway = Gateway(
             settings=settings,
@@ -88,6 +92,9 @@ def create_app(
             events=events,
             tenancy=Tenancy(settings.tenants, salt or load_salt(settings.tenants)),
             models={m.name: m for m in models},
+            classifier=classifier,
+            load=LoadMonitor(settings.adaptation),
+            policies=settings.policies,
         )
         sweeper = asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s))
         app.state.ready = True
@@ -124,6 +131,15 @@ def create_app(
     )
     app.state.ready = False
     return app
+
+
+def _classifier(settings: Settings, model: Embedder) -> Classifier:
+    """Prototypes embedded once; if the embedder fails, rules and headers still classify."""
+    try:
+        return Classifier.build(settings.policies, model)
+    except Exception:
+        logger.exception("could not embed the category prototypes: classifying by rules only")
+        return Classifier(settings.policies, np.zeros((0, model.dim), np.float32), [])
 
 
 async def _sweep(cache: SemanticCache, interval: float) -> None:

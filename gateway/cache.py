@@ -32,6 +32,7 @@ class Hit:
     entry_id: int
     similarity: float  # 1.0 for the exact tier
     tier: str  # "exact" or "semantic"
+    category: str
     response: dict[str, Any]
     prompt_tokens: int
     completion_tokens: int
@@ -66,6 +67,7 @@ class SemanticCache:
         self._executor = executor
         self._indexes: dict[Partition, HnswIndex] = {}
         self._loading: dict[Partition, asyncio.Lock] = {}
+        self._counts: dict[tuple[str, str], int] = {}  # entries per (tenant, category)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -89,15 +91,18 @@ class SemanticCache:
                 self._indexes[partition] = index
         return self._indexes[partition]
 
-    async def lookup_exact(self, partition: Partition, key: RequestKey, now: float) -> Hit | None:
-        return await self._run(self._exact, partition, key, now)
+    async def lookup_exact(
+        self, tenant: str, namespace: str, key: RequestKey, now: float
+    ) -> Hit | None:
+        """The newest live entry of this exact request, whatever its category."""
+        return await self._run(self._exact, tenant, namespace, key, now)
 
-    def _exact(self, partition: Partition, key: RequestKey, now: float) -> Hit | None:
+    def _exact(self, tenant: str, namespace: str, key: RequestKey, now: float) -> Hit | None:
         query = (
             select(CacheEntry)
             .where(
-                CacheEntry.tenant == partition.tenant,
-                CacheEntry.namespace == partition.namespace,
+                CacheEntry.tenant == tenant,
+                CacheEntry.namespace == namespace,
                 CacheEntry.request_hash == key.exact_hash,
                 CacheEntry.model_family == key.model,
                 (CacheEntry.expires_at.is_(None)) | (CacheEntry.expires_at > now),
@@ -157,7 +162,27 @@ class SemanticCache:
         index = await self.index(new.partition)
         entry_id = await self._run(self.store.add_entry, new)
         await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
+        counted = (new.partition.tenant, new.partition.category)
+        if counted in self._counts:
+            self._counts[counted] += 1
         return entry_id
+
+    async def enforce_quota(self, tenant: str, category: str, quota: int, eviction: str) -> int:
+        """Evict (tenant, category) down to `quota` entries, by the policy's `eviction`, from
+        the store and the indexes together. Returns how many were evicted."""
+        counted = (tenant, category)
+        if counted not in self._counts:
+            self._counts[counted] = await self._run(self.store.count_category, tenant, category)
+        excess = self._counts[counted] - quota
+        if excess <= 0:
+            return 0
+        victims = await self._run(self.store.evict, tenant, category, excess, eviction)
+        self._counts[counted] -= len(victims)
+        for entry_id, namespace in victims:
+            index = self._indexes.get(Partition(tenant, namespace, category))
+            if index is not None:
+                index.delete([entry_id])
+        return len(victims)
 
     async def sweep_expired(self, now: float | None = None) -> int:
         """Delete expired entries from the store and every loaded index."""
@@ -177,6 +202,7 @@ class SemanticCache:
 
         removed = await self._run(remove)
         for entry_id, tenant, namespace, category in removed:
+            self._counts.pop((tenant, category), None)  # recounted when next needed
             index = self._indexes.get(Partition(tenant, namespace, category))
             if index is not None:
                 index.delete([entry_id])
@@ -194,6 +220,7 @@ def _hit(row: CacheEntry, similarity: float, tier: str) -> Hit:
         row.id,
         similarity,
         tier,
+        row.category,
         json.loads(row.response_json),
         row.prompt_tokens,
         row.completion_tokens,

@@ -36,6 +36,7 @@ class RequestKey:
     exact_hash: str  # the whole normalised request
     stream: bool
     include_usage: bool
+    temperature: float | None
     bypass: str | None  # why the request may not be cached, if it may not
 
 
@@ -82,7 +83,7 @@ def _number(body: dict[str, Any], name: str) -> float | None:
 TOOL_PARAMS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
 
 
-def parse_chat(body: Any, *, max_temperature: float, cache_tools: bool = False) -> RequestKey:
+def parse_chat(body: Any, *, cache_tools: bool = False) -> RequestKey:
     """Validate a chat-completion request body and derive its cache key."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
@@ -129,8 +130,6 @@ def parse_chat(body: Any, *, max_temperature: float, cache_tools: bool = False) 
         bypass = "tools or function calls"
     elif body.get("logprobs") or body.get("top_logprobs"):
         bypass = "logprobs"
-    elif temperature is not None and temperature > max_temperature:
-        bypass = f"temperature {temperature} above the caching limit {max_temperature}"
 
     context = {
         "turns": [(role, normalise(text)) for role, text in turns[:-1]],
@@ -149,5 +148,6 @@ def parse_chat(body: Any, *, max_temperature: float, cache_tools: bool = False) 
         exact_hash=_sha(exact),
         stream=stream,
         include_usage=bool(options.get("include_usage")),
+        temperature=temperature,
         bypass=bypass,
     )

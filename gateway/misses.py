@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from categories.policy import Policy
 from embeddings.protocol import Vectors
 from gateway.errors import GatewayError
 from gateway.keys import RequestKey
@@ -21,6 +23,8 @@ from gateway.settings import ModelSettings
 from gateway.sse import StreamCollector, event
 from gateway.state import Gateway, Outcome, account, record
 from gateway.store.queries import NewEntry, Partition
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +34,8 @@ class Storer:
     key: RequestKey
     body: dict[str, Any]
     vector: Vectors
-    ttl: float | None
+    ttl: float
+    policy: Policy
     _lead: asyncio.Future[dict[str, Any] | None] | None = None
 
     @property
@@ -65,7 +70,6 @@ class Storer:
         if finish not in self.gw.settings.cache.store_finish_reasons:
             return
         now = time.time()
-        ttl = self.ttl or self.gw.settings.cache.ttl_seconds
         stored = {k: v for k, v in completion.items() if k not in ("id", "created", "usage")}
         outcome.entry_id = await self.gw.cache.put(
             NewEntry(
@@ -79,13 +83,23 @@ class Storer:
                 embedding=np.asarray(self.vector, dtype=np.float32),
                 embedding_model=self.gw.cache.embedder.model_id,
                 created_at=now,
-                expires_at=now + ttl,
+                expires_at=now + self.ttl,
                 prompt_tokens=outcome.prompt_tokens,
                 completion_tokens=outcome.completion_tokens,
                 cost_usd=outcome.cost_usd,
                 upstream_model=outcome.model,
             )
         )
+        evicted = await self.gw.cache.enforce_quota(
+            self.partition.tenant, self.partition.category, self.policy.quota, self.policy.eviction
+        )
+        if evicted:
+            logger.info(
+                "quota of %s reached: evicted %d entries (%s)",
+                self.partition.category,
+                evicted,
+                self.policy.eviction,
+            )
 
 
 async def json_miss(
@@ -98,9 +112,16 @@ async def json_miss(
 ) -> Response:
     completion: dict[str, Any] | None = None
     try:
-        completion = await gw.router.for_model(model).complete(
-            model, body, upstream_key(gw, outcome)
-        )
+        gw.load.started(model.name)
+        began = time.perf_counter()
+        try:
+            completion = await gw.router.for_model(model).complete(
+                model, body, upstream_key(gw, outcome)
+            )
+        except BaseException as exc:
+            gw.load.finished(model.name, time.perf_counter() - began, status=_status(exc))
+            raise
+        gw.load.finished(model.name, time.perf_counter() - began)
         account(outcome, model, completion.get("usage"))
         if store is not None:
             await store(completion, outcome)
@@ -110,6 +131,11 @@ async def json_miss(
     return JSONResponse(
         completion, headers=outcome.headers(), background=BackgroundTask(record, gw, outcome)
     )
+
+
+def _status(exc: BaseException) -> int:
+    """The status a failed upstream call counts as for load: 499 when the client left."""
+    return exc.status if isinstance(exc, GatewayError) else 499
 
 
 def upstream_key(gw: Gateway, outcome: Outcome) -> str | None:
@@ -125,19 +151,24 @@ async def stream_miss(
     store: Storer | None,
 ) -> Response:
     upstream = gw.router.for_model(model).stream(model, body, upstream_key(gw, outcome))
+    gw.load.started(model.name)
+    began = time.perf_counter()
     # Pull the first chunk before answering, so upstream errors get a proper status code.
     try:
         first = await anext(upstream)
     except StopAsyncIteration:
         first = None
-    except BaseException:
+    except BaseException as exc:
+        gw.load.finished(model.name, time.perf_counter() - began, status=_status(exc))
         if store is not None:
             store.finish(None)
         raise
+    first_token = time.perf_counter() - began  # streams load the model until the first token
 
     async def relay() -> AsyncIterator[bytes]:
         collector = StreamCollector()
         complete = False
+        status: int | None = None
         try:
             pending = [first] if first is not None else []
             for chunk in pending:
@@ -152,8 +183,10 @@ async def stream_miss(
             yield event("[DONE]")
         except GatewayError as exc:
             outcome.kind = "error"
+            status = exc.status
             yield event(exc.body())
         finally:
+            gw.load.finished(model.name, first_token, status=status)
             await upstream.aclose()
             account(outcome, model, collector.usage)
             if store is not None:

@@ -6,12 +6,16 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from categories.classifier import Classification
+from categories.load import Effective, adapt
+from categories.policy import DEFAULT, Policy
 from embeddings.protocol import Vectors
 from gateway.cache import Hit
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, ModelNotFound
@@ -20,8 +24,9 @@ from gateway.keys import RequestKey, parse_chat
 from gateway.misses import Storer, json_miss, stream_miss
 from gateway.settings import ModelSettings
 from gateway.sse import hit_body, hit_stream
-from gateway.state import DEFAULT_CATEGORY, Gateway, Outcome, account, record
+from gateway.state import Gateway, Outcome, account, record
 from gateway.store.queries import Partition
+from gateway.tenants import Caller
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,18 @@ def _cache_control(request: Request) -> tuple[bool, bool, float | None]:
     return "no-cache" in directives, "no-store" in directives, ttl
 
 
+@dataclass
+class Lookup:
+    """The cache's side of one request: its category and policy, and what the tiers found."""
+
+    classification: Classification
+    policy: Policy
+    effective: Effective | None = None
+    vector: Vectors | None = None
+    hit: Hit | None = None
+    bypass: str | None = None  # why the request is neither looked up nor stored
+
+
 async def chat_completions(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     started = time.perf_counter()
@@ -65,11 +82,7 @@ async def chat_completions(request: Request) -> Response:
             request.headers.get("authorization"), request.headers.get("x-cache-namespace")
         )
         body = await read_json(request, gw.settings.server.max_body_bytes)
-        key = parse_chat(
-            body,
-            max_temperature=gw.settings.cache.max_temperature,
-            cache_tools=gw.settings.cache.cache_tools,
-        )
+        key = parse_chat(body, cache_tools=gw.settings.cache.cache_tools)
         model = gw.models.get(key.model)
         if model is None:
             raise ModelNotFound(f"the model {key.model!r} does not exist", param="model")
@@ -77,25 +90,20 @@ async def chat_completions(request: Request) -> Response:
     except GatewayError as exc:
         return exc.response()
     outcome = Outcome(caller, key, started, model=model.litellm_model)
-    partition = Partition(caller.tenant, caller.namespace, DEFAULT_CATEGORY)
     now = time.time()
-    vector: Vectors | None = None
-    hit: Hit | None = None
-    failed = False
-    if key.bypass is None:
-        if not no_cache:
-            hit = await gw.cache.lookup_exact(partition, key, now)
-        if hit is None:
-            vector, hit, failed = await _semantic(gw, partition, key, now, lookup=not no_cache)
-    if hit is not None:
-        return _serve_hit(gw, hit, key, outcome, now)
-    if key.bypass is not None or no_cache or failed:
+    found = await _lookup(gw, request, key, caller, model, now, lookup=not no_cache)
+    outcome.classification = found.classification
+    outcome.threshold = found.effective.threshold if found.effective else None
+    if found.hit is not None:
+        return _serve_hit(gw, found.hit, key, outcome, now)
+    if found.bypass is not None or no_cache:
         outcome.kind = "bypass"
-    storable = vector is not None and not no_store and key.bypass is None
-    store = (
-        Storer(gw, partition, key, body, vector, ttl) if storable and vector is not None else None
-    )
-    if store is not None:
+    store = None
+    if found.vector is not None and found.effective is not None and not no_store:
+        partition = Partition(caller.tenant, caller.namespace, found.policy.name)
+        store = Storer(
+            gw, partition, key, body, found.vector, ttl or found.effective.ttl_seconds, found.policy
+        )
         shared = await store.follow(model.timeout_s)
         if shared is not None:
             return _serve_shared(gw, shared, key, model, outcome)
@@ -110,29 +118,74 @@ async def chat_completions(request: Request) -> Response:
         return response
 
 
-async def _semantic(
-    gw: Gateway, partition: Partition, key: RequestKey, now: float, *, lookup: bool
-) -> tuple[Vectors | None, Hit | None, bool]:
-    """Embed once, search; fail open (no hit, no store) on error or past the deadline."""
+def _refusal(policy: Policy, key: RequestKey) -> str | None:
+    """Why this category's policy does not cache this request, if it does not."""
+    if not policy.enabled:
+        return f"category {policy.name} is not cached"
+    if key.temperature is not None and key.temperature > policy.max_temperature:
+        return (
+            f"temperature {key.temperature} above the limit {policy.max_temperature} "
+            f"of category {policy.name}"
+        )
+    return None
+
+
+async def _lookup(
+    gw: Gateway,
+    request: Request,
+    key: RequestKey,
+    caller: Caller,
+    model: ModelSettings,
+    now: float,
+    *,
+    lookup: bool,
+) -> Lookup:
+    """Classify, then the exact tier, then embed and the semantic tier. Fails open: an error
+    or the deadline leaves the request a bypass (no hit, no store)."""
+    policies = gw.policies
+    decided = gw.classifier.cheap(key.text, request.headers.get("x-cache-category"))
+    cheap = decided or Classification(DEFAULT, "default")
+    if key.bypass is not None:
+        return Lookup(cheap, policies[cheap.category], bypass=key.bypass)
+    if decided is not None and (refused := _refusal(policies[decided.category], key)):
+        return Lookup(decided, policies[decided.category], bypass=refused)
+    if lookup:
+        hit = await gw.cache.lookup_exact(caller.tenant, caller.namespace, key, now)
+        entry = policies.by_name.get(hit.category) if hit is not None else None
+        if hit is not None and entry is not None and _refusal(entry, key) is None:
+            category = Classification(hit.category, cheap.step if decided else "exact")
+            return Lookup(category, entry, hit=hit)
     deadline = gw.settings.cache.lookup_deadline_ms / 1000
-    settings = gw.settings.cache
     try:
         async with asyncio.timeout(deadline):
             vector = await gw.batcher.embed(key.text)
-            if not lookup:
-                return vector, None, False
-            hit, rejected = await gw.cache.lookup_semantic(
-                partition,
-                key,
-                vector,
-                threshold=settings.threshold,
-                top_k=settings.top_k,
-                guard=settings.guard,
-                now=now,
-            )
+            classification = decided or gw.classifier.nearest(vector)
+            policy = policies[classification.category]
+            if refused := _refusal(policy, key):
+                return Lookup(classification, policy, bypass=refused)
+            effective = adapt(policy, gw.load.load(model.name))
+            found = Lookup(classification, policy, effective, vector)
+            if lookup:
+                found.hit = await _semantic(gw, caller, key, found, now)
+            return found
     except Exception as exc:
         logger.warning("semantic lookup failed open: %s", exc or type(exc).__name__)
-        return None, None, True
+        return Lookup(cheap, policies[cheap.category], bypass="lookup failed")
+
+
+async def _semantic(
+    gw: Gateway, caller: Caller, key: RequestKey, found: Lookup, now: float
+) -> Hit | None:
+    assert found.vector is not None and found.effective is not None
+    hit, rejected = await gw.cache.lookup_semantic(
+        Partition(caller.tenant, caller.namespace, found.policy.name),
+        key,
+        found.vector,
+        threshold=found.effective.threshold,
+        top_k=gw.settings.cache.top_k,
+        guard=found.policy.guard,
+        now=now,
+    )
     for rejection in rejected:
         logger.info(
             "guard rejected entry %d at %.3f: %s",
@@ -140,7 +193,7 @@ async def _semantic(
             rejection.similarity,
             rejection.reason,
         )
-    return vector, hit, False
+    return hit
 
 
 def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: float) -> Response:
@@ -150,10 +203,11 @@ def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: fl
     outcome.prompt_tokens = hit.prompt_tokens
     outcome.completion_tokens = hit.completion_tokens
     outcome.cost_usd = hit.cost_usd  # what the hit saved
-    sliding = gw.settings.cache.sliding_ttl
-    gw.events.put(
-        HitUpdate(hit.entry_id, now, now + gw.settings.cache.ttl_seconds if sliding else None)
-    )
+    expires = None
+    if gw.settings.cache.sliding_ttl:
+        policy = gw.policies[hit.category]
+        expires = now + adapt(policy, gw.load.load(outcome.key.model)).ttl_seconds
+    gw.events.put(HitUpdate(hit.entry_id, now, expires))
     return _reply_from_cache(gw, hit.response, key, outcome)
 
 

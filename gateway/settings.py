@@ -2,7 +2,9 @@
 into frozen, validated objects.
 
 Every scalar setting `key` of a `[section]` can be overridden by `GATEWAY_SECTION_KEY`,
-for example `GATEWAY_STORE_URL`, `GATEWAY_CACHE_THRESHOLD`, `GATEWAY_EMBEDDING_INT8`.
+for example `GATEWAY_STORE_URL`, `GATEWAY_ADAPTATION_MAX_INFLIGHT`, `GATEWAY_EMBEDDING_INT8`.
+Category policies come from `categories/policies.toml`, a user file (`[categories] file`,
+or `GATEWAY_CATEGORIES_FILE`) and inline `[categories.NAME]` tables.
 Secrets never appear here: models name the environment variable that holds their key.
 """
 
@@ -20,6 +22,8 @@ from typing import Any
 
 from platformdirs import user_cache_dir
 
+from categories.load import LoadSettings
+from categories.policy import PolicyError, PolicySet, load_policies
 from embeddings.batcher import BatchLimits
 from embeddings.runtime import EmbedderOptions
 from gateway.index import IndexParams
@@ -94,23 +98,18 @@ class EmbeddingSettings:
 
 @dataclass(frozen=True)
 class CacheSettings:
-    # 0.93 maximises F0.5 (0.710: precision 0.785, recall 0.514) on the 64,150 QQP pairs of
-    # ../shared/data with the guard on (bench/quality.py, cache view); 0.89 without it.
-    threshold: float = 0.93
-    ttl_seconds: float = 7 * 24 * 3600
+    """What applies to every category; thresholds, TTLs and quotas are per category
+    (`categories/policies.toml`, the `[categories]` table)."""
+
     sliding_ttl: bool = False
     top_k: int = 4
-    max_temperature: float = 1.0
     lookup_deadline_ms: float = 250.0
-    guard: bool = True
     # Cache requests that offer tools (tools are then part of the key; JSON answers only).
     cache_tools: bool = False
     store_finish_reasons: tuple[str, ...] = ("stop", "tool_calls")
     sweep_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
-        _check(-1.0 <= self.threshold <= 1.0, "cache.threshold must be a cosine in [-1, 1]")
-        _check(self.ttl_seconds > 0, "cache.ttl_seconds must be positive")
         _check(self.top_k >= 1, "cache.top_k must be at least 1")
         _check(self.lookup_deadline_ms > 0, "cache.lookup_deadline_ms must be positive")
 
@@ -160,6 +159,8 @@ class Settings:
     cache: CacheSettings = CacheSettings()
     tenants: TenantSettings = TenantSettings()
     models: tuple[ModelSettings, ...] = ()
+    adaptation: LoadSettings = LoadSettings()
+    policies: PolicySet = field(default_factory=load_policies)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -168,19 +169,24 @@ class Settings:
     @classmethod
     def load(cls, path: Path | None, env: Mapping[str, str] = os.environ) -> Settings:
         raw: dict[str, Any] = {}
+        base = Path.cwd()
         if path is not None:
+            base = path.parent
             try:
                 raw = tomllib.loads(path.read_text("utf-8"))
             except FileNotFoundError:
                 raise SettingsError(f"config file not found: {path}") from None
             except tomllib.TOMLDecodeError as exc:
                 raise SettingsError(f"{path}: {exc}") from None
-        return cls.from_dict(raw, env)
+        return cls.from_dict(raw, env, base=base)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], env: Mapping[str, str] = os.environ) -> Settings:
-        """Settings from parsed TOML (a dict of sections), then the environment."""
-        return _build(raw, env)
+    def from_dict(
+        cls, raw: dict[str, Any], env: Mapping[str, str] = os.environ, *, base: Path | None = None
+    ) -> Settings:
+        """Settings from parsed TOML (a dict of sections), then the environment. A relative
+        policy file is found from `base` (the config file's folder)."""
+        return _build(raw, env, base or Path.cwd())
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -190,11 +196,32 @@ _SECTIONS: dict[str, type[Any]] = {
     "index": IndexParams,
     "cache": CacheSettings,
     "tenants": TenantSettings,
+    "adaptation": LoadSettings,
 }
 
 
-def _build(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
-    unknown = set(raw) - set(_SECTIONS) - {"models"}
+def _policies(raw: Any, env: Mapping[str, str], base: Path) -> PolicySet:
+    """`[categories]`: `file` (merged over the built-in policies), `prototype_min_similarity`,
+    and `[categories.NAME]` tables merged last."""
+    if not isinstance(raw, dict):
+        raise SettingsError("[categories] must be a table")
+    table = dict(raw)
+    file = env.get("GATEWAY_CATEGORIES_FILE") or table.pop("file", None)
+    table.pop("file", None)
+    classifier = {}
+    if "prototype_min_similarity" in table:
+        classifier["prototype_min_similarity"] = table.pop("prototype_min_similarity")
+    if file is not None and not isinstance(file, str):
+        raise SettingsError("categories.file must be a string")
+    path = None if file is None else base / Path(file).expanduser()
+    try:
+        return load_policies(path, {"classifier": classifier, "categories": table})
+    except PolicyError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:
+    unknown = set(raw) - set(_SECTIONS) - {"models", "categories"}
     if unknown:
         raise SettingsError(f"unknown section(s): {', '.join(sorted(unknown))}")
     sections: dict[str, Any] = {}
@@ -223,7 +250,8 @@ def _build(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     names = [m.name for m in built]
     if len(names) != len(set(names)):
         raise SettingsError("models: each name must be unique")
-    return Settings(models=built, **sections)
+    policies = _policies(raw.get("categories", {}), env, base)
+    return Settings(models=built, policies=policies, **sections)
 
 
 def _make(kind: type[Any], table: Any, where: str) -> Any:

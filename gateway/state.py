@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from categories.classifier import Classification, Classifier
+from categories.load import LoadMonitor
+from categories.policy import DEFAULT, PolicySet
 from embeddings.batcher import MicroBatcher
 from gateway.cache import SemanticCache
 from gateway.events import EventWriter
@@ -16,8 +19,6 @@ from gateway.settings import ModelSettings, Settings
 from gateway.store.queries import NewEvent
 from gateway.tenants import Caller, Tenancy
 from gateway.upstream import Router, price
-
-DEFAULT_CATEGORY = "default"
 
 
 @dataclass
@@ -31,6 +32,10 @@ class Gateway:
     tenancy: Tenancy
     models: dict[str, ModelSettings]
     events: EventWriter
+    classifier: Classifier
+    load: LoadMonitor
+    # The policies in force: replaced as a whole when an operator changes one.
+    policies: PolicySet
     inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
         default_factory=dict
     )
@@ -50,12 +55,17 @@ class Outcome:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     model: str = ""
+    classification: Classification = Classification(DEFAULT, "default")
+    threshold: float | None = None  # the effective threshold of the semantic lookup
 
     def headers(self) -> dict[str, str]:
         headers = {
             "x-cache": "hit" if self.kind.startswith("hit") else self.kind,
-            "x-cache-category": DEFAULT_CATEGORY,
+            "x-cache-category": self.classification.category,
+            "x-cache-category-step": self.classification.step,
         }
+        if self.threshold is not None:
+            headers["x-cache-threshold"] = f"{self.threshold:.4f}"
         if self.kind.startswith("hit"):
             headers["x-cache-similarity"] = f"{self.similarity:.4f}"
             if self.entry_id is not None:  # coalesced answers have no entry of their own
@@ -78,7 +88,9 @@ async def record(gw: Gateway, outcome: Outcome) -> None:
         NewEvent(
             ts=time.time(),
             tenant=outcome.caller.tenant,
-            category=DEFAULT_CATEGORY,
+            category=outcome.classification.category,
+            category_step=outcome.classification.step,
+            threshold=outcome.threshold,
             outcome=outcome.kind,
             latency_ms=(time.perf_counter() - outcome.started) * 1000,
             similarity=outcome.similarity,

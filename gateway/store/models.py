@@ -58,6 +58,7 @@ class CacheEntry(Base):
         Index("ix_cache_entries_partition", "tenant", "namespace", "category", "id"),
         Index("ix_cache_entries_expires_at", "expires_at"),
         Index("ix_cache_entries_exact", "tenant", "namespace", "request_hash"),
+        Index("ix_cache_entries_quota", "tenant", "category", "created_at"),
     )
 
 
@@ -70,6 +71,10 @@ class RequestEvent(Base):
     ts: Mapped[float] = mapped_column(Float)
     tenant: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(64))
+    # What decided the category: header, rule, prototype or default.
+    category_step: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    # The effective (load-adapted) similarity threshold the lookup used.
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     outcome: Mapped[str] = mapped_column(String(16))  # hit_exact, hit_semantic, miss, bypass, error
     similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float)

@@ -57,6 +57,8 @@ class NewEvent:
     cost_usd: float = 0.0
     model: str = ""
     entry_id: int | None = None
+    category_step: str = ""
+    threshold: float | None = None
 
 
 def encode_vector(vector: FloatArray) -> bytes:
@@ -181,6 +183,37 @@ class Store:
     def count_entries(self) -> int:
         with self._session() as session:
             return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
+
+    def count_category(self, tenant: str, category: str) -> int:
+        query = select(func.count(CacheEntry.id)).where(
+            CacheEntry.tenant == tenant, CacheEntry.category == category
+        )
+        with self._session() as session:
+            return int(session.scalar(query) or 0)
+
+    def evict(self, tenant: str, category: str, count: int, eviction: str) -> list[tuple[int, str]]:
+        """Delete the `count` entries of (tenant, category) that `eviction` ranks first:
+        lru least recently used (hit or stored), lfu fewest hits, fifo oldest. Returns the
+        (id, namespace) of each, for the indexes."""
+        used = func.coalesce(CacheEntry.last_hit_at, CacheEntry.created_at)
+        order = {
+            "lru": (used, CacheEntry.id),
+            "lfu": (CacheEntry.hit_count, used, CacheEntry.id),
+            "fifo": (CacheEntry.created_at, CacheEntry.id),
+        }[eviction]
+        query = (
+            select(CacheEntry.id, CacheEntry.namespace)
+            .where(CacheEntry.tenant == tenant, CacheEntry.category == category)
+            .order_by(*order)
+            .limit(count)
+        )
+        with self._session.begin() as session:
+            victims = [(r[0], r[1]) for r in session.execute(query)]
+            if victims:
+                session.execute(
+                    delete(CacheEntry).where(CacheEntry.id.in_([v[0] for v in victims]))
+                )
+        return victims
 
     def record_event(self, new: NewEvent) -> int:
         row = RequestEvent(**vars(new))

@@ -21,7 +21,8 @@ def test_miss_then_paraphrase_hit(client: TestClient, upstream: FakeUpstream) ->
     first = client.post("/v1/chat/completions", json=chat("How do I reverse a list in Python?"))
     assert first.status_code == 200
     assert first.headers["x-cache"] == "miss"
-    assert first.headers["x-cache-category"] == "default"
+    assert first.headers["x-cache-category"] == "code"
+    assert first.headers["x-cache-category-step"] == "prototype"
     content = first.json()["choices"][0]["message"]["content"]
     assert content == answer_for("How do I reverse a list in Python?")
 
@@ -29,7 +30,8 @@ def test_miss_then_paraphrase_hit(client: TestClient, upstream: FakeUpstream) ->
     assert second.status_code == 200
     assert second.headers["x-cache"] == "hit"
     assert second.headers["x-cache-tier"] == "semantic"
-    assert float(second.headers["x-cache-similarity"]) >= 0.93
+    assert float(second.headers["x-cache-similarity"]) >= float(second.headers["x-cache-threshold"])
+    assert second.headers["x-cache-threshold"] == "0.9500"  # the code policy, no load
     body = second.json()
     assert body["choices"][0]["message"]["content"] == content
     assert body["model"] == "gpt-4o-mini"
@@ -259,12 +261,12 @@ def test_guard_rejects_opposites_numbers_and_entities(
     make_app: AppFactory, upstream: FakeUpstream, tmp_path: Path, first: str, second: str
 ) -> None:
     # At this threshold every pair is a hit without the guard: the guard turns them down.
+    pinned = {"x-cache-category": "default"}
     for guard, expected in ((False, "hit"), (True, "miss")):
-        with make_app(
-            cache={"guard": guard, "threshold": 0.7}, db=tmp_path / f"guard-{guard}.db"
-        ) as client:
-            client.post("/v1/chat/completions", json=chat(first))
-            response = client.post("/v1/chat/completions", json=chat(second))
+        policy = {"guard": guard, "threshold": 0.7, "threshold_floor": 0.7}
+        with make_app(categories={"default": policy}, db=tmp_path / f"guard-{guard}.db") as client:
+            client.post("/v1/chat/completions", json=chat(first), headers=pinned)
+            response = client.post("/v1/chat/completions", json=chat(second), headers=pinned)
             assert response.headers["x-cache"] == expected, (guard, first, second)
     assert len(upstream.calls) == 3
 
@@ -362,7 +364,7 @@ def test_a_stuck_leader_does_not_hold_others_past_the_model_timeout(
 
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
     body = chat("Is this request stuck?")
-    key = parse_chat(body, max_temperature=1.0)
+    key = parse_chat(body)
 
     def stuck() -> None:
         future = asyncio.get_running_loop().create_future()

@@ -14,7 +14,8 @@ def test_defaults() -> None:
     assert settings.embedding.device == "auto" and not settings.embedding.int8
     assert settings.embedding.batch.max_batch == 32
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
-    assert settings.cache.threshold == 0.93 and settings.cache.guard
+    assert settings.policies["default"].threshold == 0.93 and settings.policies["default"].guard
+    assert settings.adaptation.max_inflight == 64
     assert settings.models == ()
 
 
@@ -50,8 +51,10 @@ def test_postgres_has_no_index_dir_unless_configured() -> None:
         ("GATEWAY_EMBEDDING_MAX_BATCH", "0", "max_batch"),
         ("GATEWAY_EMBEDDING_MAX_WAIT_MS", "soon", "number"),
         ("GATEWAY_SERVER_PORT", "70000", "server.port"),
-        ("GATEWAY_CACHE_THRESHOLD", "1.5", "cache.threshold"),
-        ("GATEWAY_CACHE_GUARD", "sometimes", "cache.guard"),
+        ("GATEWAY_CACHE_TOP_K", "0", "cache.top_k"),
+        ("GATEWAY_CACHE_SLIDING_TTL", "sometimes", "cache.sliding_ttl"),
+        ("GATEWAY_ADAPTATION_MAX_INFLIGHT", "0", "adaptation.max_inflight"),
+        ("GATEWAY_CATEGORIES_FILE", "/nonexistent/policies.toml", "policy file not found"),
     ],
 )
 def test_invalid_values_are_named(name: str, value: str, message: str) -> None:
@@ -75,11 +78,11 @@ tier = "small"                          # small | large, used by routing later
 def test_the_documented_config_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(ISSUE_EXAMPLE)
-    settings = Settings.load(path, {"GATEWAY_CACHE_THRESHOLD": "0.91"})
+    settings = Settings.load(path, {"GATEWAY_CACHE_TOP_K": "7"})
     (model,) = settings.models
     assert model.name == "gpt-4o-mini" and model.api_base == "http://127.0.0.1:9000/v1"
     assert model.api_key_env == "OPENAI_API_KEY" and model.tier == "small"
-    assert settings.cache.threshold == 0.91  # the environment wins over the file
+    assert settings.cache.top_k == 7  # the environment wins over the file
 
 
 @pytest.mark.parametrize(
@@ -87,8 +90,8 @@ def test_the_documented_config_file_loads(tmp_path: Path) -> None:
     [
         ("[store\nurl = 1", "gateway.toml"),
         ("[stroe]\nurl = 'x'", "unknown section"),
-        ("[cache]\nthreshhold = 0.9", "unknown setting"),
-        ("[cache]\nthreshold = 'high'", "cache.threshold must be a number"),
+        ("[cache]\ntop_kk = 3", "unknown setting"),
+        ("[cache]\ntop_k = 'many'", "cache.top_k must be an integer"),
         ("[[models]]\nname = 'a'", "litellm_model"),
         ("[[models]]\nname = 'a'\nlitellm_model = 'x'\ntier = 'huge'", "small or large"),
         (

@@ -1,0 +1,223 @@
+"""Category policies: what each category of prompt may cache, for how long, how much, and
+how far load may bend it. Policies are data: the built-in `policies.toml`, then a user
+file, then inline tables, each merged over the one before, validated once at start.
+
+A policy file has an optional `[classifier]` table and one `[categories.NAME]` table per
+category. Categories are tried by their rules in file order (built-in ones first). A new
+category takes every field it does not set from `default`, except rules and prototypes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DEFAULT = "default"
+EVICTIONS = ("lru", "lfu", "fifo")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+class PolicyError(ValueError):
+    """A policy file or table is invalid; the message names the category and field."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    enabled: bool = True
+    threshold: float = 0.93  # cosine similarity a semantic hit must reach
+    ttl_seconds: float = 7 * 24 * 3600
+    quota: int = 100_000  # entries per tenant in this category
+    eviction: str = "lru"
+    max_temperature: float = 1.0  # requests above it are not cached
+    threshold_floor: float = 0.93  # the lowest threshold full load may bring
+    ttl_ceiling_seconds: float = 7 * 24 * 3600  # the longest TTL full load may bring
+    guard: bool = True  # reject candidates differing in negation, numbers or entities
+    rules: tuple[str, ...] = ()  # regular expressions (case-insensitive) that claim a prompt
+    prototypes: tuple[str, ...] = ()  # example prompts: the nearest one claims a prompt
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"categories.{self.name}"
+        _require(bool(_NAME.match(self.name)), f"{where}: a name is lowercase a-z, 0-9, _ or -")
+        _require(-1.0 < self.threshold <= 1.0, f"{where}.threshold must be a cosine in (-1, 1]")
+        _require(
+            -1.0 < self.threshold_floor <= self.threshold,
+            f"{where}.threshold_floor must be in (-1, threshold]",
+        )
+        _require(self.ttl_seconds > 0, f"{where}.ttl_seconds must be positive")
+        _require(
+            self.ttl_ceiling_seconds >= self.ttl_seconds,
+            f"{where}.ttl_ceiling_seconds must be at least ttl_seconds",
+        )
+        _require(self.quota >= 1, f"{where}.quota must be at least 1")
+        _require(
+            self.eviction in EVICTIONS,
+            f"{where}.eviction must be one of {', '.join(EVICTIONS)}, not {self.eviction!r}",
+        )
+        _require(self.max_temperature >= 0, f"{where}.max_temperature must not be negative")
+        for i, rule in enumerate(self.rules):
+            try:
+                re.compile(rule)
+            except re.error as exc:
+                message = f"{where}.rules[{i}] is not a regular expression: {exc}"
+                raise PolicyError(message) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Every category's policy, in rule order, and the classifier's settings."""
+
+    policies: tuple[Policy, ...]
+    # A prompt no rule claims goes to the nearest prototype's category when the cosine is
+    # at least this, else to `default`.
+    prototype_min_similarity: float = 0.5
+    by_name: Mapping[str, Policy] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.policies]
+        _require(DEFAULT in names, f"categories.{DEFAULT} must exist")
+        _require(len(names) == len(set(names)), "categories: each name must be unique")
+        _require(
+            -1.0 <= self.prototype_min_similarity <= 1.0,
+            "classifier.prototype_min_similarity must be a cosine in [-1, 1]",
+        )
+        object.__setattr__(self, "by_name", {p.name: p for p in self.policies})
+
+    def __getitem__(self, name: str) -> Policy:
+        return self.by_name[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name
+
+    def replace(self, policy: Policy) -> PolicySet:
+        """This set with one policy changed or added (keeping rule order)."""
+        policies = [policy if p.name == policy.name else p for p in self.policies]
+        if policy.name not in self.by_name:  # new categories go before `default`
+            policies.insert(len(policies) - 1, policy)
+        return PolicySet(tuple(policies), self.prototype_min_similarity)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Policy)}
+_HINTS = typing.get_type_hints(Policy)
+_INHERITED_EXCEPT = {"name", "rules", "prototypes", "description"}
+
+
+def builtin_text() -> str:
+    return resources.files("categories").joinpath("policies.toml").read_text("utf-8")
+
+
+def load_policies(
+    file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> PolicySet:
+    """The built-in policies, merged with a user file and then with inline tables."""
+    layers: list[tuple[str, Mapping[str, Any]]] = [("built-in policies", _parse(builtin_text()))]
+    if file is not None:
+        try:
+            text = file.read_text("utf-8")
+        except FileNotFoundError:
+            raise PolicyError(f"policy file not found: {file}") from None
+        layers.append((str(file), _parse(text, str(file))))
+    if overrides:
+        layers.append(("[categories]", overrides))
+    return merge(layers)
+
+
+def _parse(text: str, where: str = "built-in policies") -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+    unknown = set(raw) - {"classifier", "categories"}
+    _require(not unknown, f"{where}: unknown table(s) {', '.join(sorted(unknown))}")
+    return raw
+
+
+def merge(layers: list[tuple[str, Mapping[str, Any]]]) -> PolicySet:
+    tables: dict[str, dict[str, Any]] = {}
+    classifier: dict[str, Any] = {}
+    for where, layer in layers:
+        extra = layer.get("classifier", {})
+        _require(isinstance(extra, dict), f"{where}: [classifier] must be a table")
+        unknown = set(extra) - {"prototype_min_similarity"}
+        names = ", ".join(sorted(unknown))
+        _require(not unknown, f"{where}: unknown classifier setting(s) {names}")
+        classifier.update(extra)
+        categories = layer.get("categories", {})
+        _require(isinstance(categories, dict), f"{where}: [categories] must be a table")
+        for name, table in categories.items():
+            _require(isinstance(table, dict), f"{where}: categories.{name} must be a table")
+            tables.setdefault(name, {}).update(_typed(name, table))
+    base = tables.get(DEFAULT, {})
+    policies = []
+    for name, table in tables.items():
+        inherited = {k: v for k, v in base.items() if k not in _INHERITED_EXCEPT}
+        try:
+            policies.append(Policy(name=name, **{**inherited, **table}))
+        except PolicyError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise PolicyError(f"categories.{name}: {exc}") from None
+    # `default` claims what nothing else does, so it comes last.
+    policies.sort(key=lambda p: p.name == DEFAULT)
+    minimum = classifier.get("prototype_min_similarity", 0.5)
+    _require(
+        isinstance(minimum, int | float) and not isinstance(minimum, bool),
+        "classifier.prototype_min_similarity must be a number",
+    )
+    return PolicySet(tuple(policies), float(minimum))
+
+
+def parse_policy(name: str, table: Mapping[str, Any], base: Policy | None = None) -> Policy:
+    """One policy from a JSON or TOML table, over `base` (for partial updates)."""
+    values: dict[str, Any] = {}
+    if base is not None:
+        values = {f: getattr(base, f) for f in _FIELDS if f != "name"}
+    values.update(_typed(name, table))
+    try:
+        return Policy(name=name, **values)
+    except PolicyError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"categories.{name}: {exc}") from None
+
+
+def _typed(name: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """Check each value's type (TOML and JSON give typed values); numbers become floats."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"categories.{name}.{key}"
+        _require(key in _FIELDS and key != "name", f"categories.{name}: unknown setting {key!r}")
+        hint = _HINTS[key]
+        if hint is bool:
+            _require(isinstance(value, bool), f"{where} must be true or false")
+        elif hint in (int, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            whole = ok and (hint is float or float(value).is_integer())
+            _require(whole, f"{where} must be a number" + (" of entries" if hint is int else ""))
+            value = hint(value)
+        elif hint is str:
+            _require(isinstance(value, str), f"{where} must be a string")
+        else:  # tuple[str, ...]
+            ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+            _require(ok, f"{where} must be a list of strings")
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise PolicyError(message)
