@@ -162,7 +162,8 @@ def merge(layers: list[tuple[str, Mapping[str, Any]]]) -> PolicySet:
             tables.setdefault(name, {}).update(_typed(name, table))
     base = tables.get(DEFAULT, {})
     policies = []
-    for name, table in tables.items():
+    # `default` first, so that a mistake in it is named there, not in a category inheriting it.
+    for name, table in sorted(tables.items(), key=lambda item: item[0] != DEFAULT):
         inherited = {k: v for k, v in base.items() if k not in _INHERITED_EXCEPT}
         try:
             policies.append(Policy(name=name, **{**inherited, **table}))
@@ -170,8 +171,8 @@ def merge(layers: list[tuple[str, Mapping[str, Any]]]) -> PolicySet:
             raise
         except (TypeError, ValueError) as exc:
             raise PolicyError(f"categories.{name}: {exc}") from None
-    # `default` claims what nothing else does, so it comes last.
-    policies.sort(key=lambda p: p.name == DEFAULT)
+    # `default` claims what nothing else does, so it comes last; the rest keep file order.
+    policies = policies[1:] + policies[:1] if policies and policies[0].name == DEFAULT else policies
     minimum = classifier.get("prototype_min_similarity", 0.5)
     _require(
         isinstance(minimum, int | float) and not isinstance(minimum, bool),

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,14 @@ class Hit:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """What a candidate of one category must meet to be served."""
+
+    threshold: float
+    guard: bool
 
 
 @dataclass(frozen=True)
@@ -116,27 +124,37 @@ class SemanticCache:
 
     async def lookup_semantic(
         self,
-        partition: Partition,
+        tenant: str,
+        namespace: str,
         key: RequestKey,
         vector: Vectors,
         *,
-        threshold: float,
+        accept: Mapping[str, Acceptance],
         top_k: int,
-        guard: bool,
         now: float,
     ) -> tuple[Hit | None, list[Rejection]]:
-        index = await self.index(partition)
+        """Search the index of every category in `accept` (the query's own and the others
+        it may be served from) and return the most similar candidate that clears its
+        category's acceptance, matches model and context, is live and passes the guard."""
+        indexes = [
+            (category, await self.index(Partition(tenant, namespace, category)))
+            for category in accept
+        ]
 
-        def candidates() -> tuple[list[Neighbor], dict[int, CacheEntry]]:
+        def candidates() -> tuple[list[tuple[str, Neighbor]], dict[int, CacheEntry]]:
             # Search and row fetch in one trip to the worker thread.
-            above = [n for n in index.search(vector, top_k) if n.similarity >= threshold]
-            return above, self._rows([n.entry_id for n in above]) if above else {}
+            above = [
+                (category, n)
+                for category, index in indexes
+                for n in index.search(vector, top_k)
+                if n.similarity >= accept[category].threshold
+            ]
+            above.sort(key=lambda found: -found[1].similarity)
+            return above, self._rows([n.entry_id for _, n in above]) if above else {}
 
         above, rows = await self._run(candidates)
-        if not above:
-            return None, []
         rejected: list[Rejection] = []
-        for neighbor in above:
+        for category, neighbor in above:
             row = rows.get(neighbor.entry_id)
             if row is None or row.model_family != key.model:
                 continue
@@ -144,7 +162,7 @@ class SemanticCache:
                 continue
             if row.expires_at is not None and row.expires_at <= now:
                 continue
-            if guard:
+            if accept[category].guard:
                 verdict = check(key.text, row.text)
                 if not verdict.ok:
                     rejected.append(Rejection(row.id, neighbor.similarity, verdict.reason))

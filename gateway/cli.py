@@ -27,6 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--pairs", type=int, default=500, help="how many pairs (max 6000)")
     demo.add_argument("--threshold", type=float, default=0.85, help="cosine threshold")
 
+    calibrate = commands.add_parser(
+        "calibrate", help="choose thresholds from labelled pairs ({a, b, label} JSONL)"
+    )
+    calibrate.add_argument("pairs", type=Path, help="JSONL file of {a, b, label} pairs")
+    calibrate.add_argument("--config", type=Path, help="TOML configuration file")
+    calibrate.add_argument("--category", help="only pairs of this category")
+    calibrate.add_argument(
+        "--target-precision", type=float, default=0.9, help="precision to reach (default 0.9)"
+    )
+    calibrate.add_argument("--limit", type=int, default=0, help="read at most N pairs")
+    calibrate.add_argument("--json", type=Path, help="also write the curves here as JSON")
+
     commands.add_parser("migrate", help="apply pending schema migrations to the store")
 
     export = commands.add_parser("export-model", help="export the embedding model to ONNX")
@@ -55,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("gateway: --threshold must be in (0, 1]", file=sys.stderr)
             return 2
         run_demo(settings, pairs=args.pairs, threshold=args.threshold, out=sys.stdout)
+    elif args.command == "calibrate":
+        return _calibrate(settings, args)
     elif args.command == "migrate":
         from gateway.store import open_store
 
@@ -67,6 +81,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = settings.embedding.options()
             embedder = load_embedder(type(options)(**{**options.__dict__, "int8": int8}))
             print(f"{embedder.model_id} ready on {embedder.provider}")
+    return 0
+
+
+def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from categories.calibrate import PairsError, calibrate, read_pairs, report, to_json
+    from categories.classifier import Classifier
+    from embeddings.runtime import load_embedder
+
+    target = args.target_precision
+    if not 0.0 < target <= 1.0:
+        print("gateway: --target-precision must be in (0, 1]", file=sys.stderr)
+        return 2
+    if args.category is not None and args.category not in settings.policies:
+        known = ", ".join(p.name for p in settings.policies.policies)
+        print(f"gateway: no category {args.category!r} (known: {known})", file=sys.stderr)
+        return 2
+    try:
+        pairs = read_pairs(args.pairs, limit=args.limit)
+    except PairsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    embedder = load_embedder(settings.embedding.options())
+    classifier = Classifier.build(settings.policies, embedder)
+    results = calibrate(
+        pairs,
+        embedder,
+        classifier,
+        target=target,
+        category=args.category,
+        progress=lambda message: print(message, file=sys.stderr),
+    )
+    print(report(results, target))
+    if args.json is not None:
+        args.json.write_text(json.dumps(to_json(results, target), indent=2))
     return 0
 
 

@@ -17,7 +17,7 @@ from categories.classifier import Classification
 from categories.load import Effective, adapt
 from categories.policy import DEFAULT, Policy
 from embeddings.protocol import Vectors
-from gateway.cache import Hit
+from gateway.cache import Acceptance, Hit
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, ModelNotFound
 from gateway.events import HitUpdate
 from gateway.keys import RequestKey, parse_chat
@@ -166,24 +166,40 @@ async def _lookup(
             effective = adapt(policy, gw.load.load(model.name))
             found = Lookup(classification, policy, effective, vector)
             if lookup:
-                found.hit = await _semantic(gw, caller, key, found, now)
+                found.hit = await _semantic(gw, caller, key, found, model.name, now)
             return found
     except Exception as exc:
         logger.warning("semantic lookup failed open: %s", exc or type(exc).__name__)
         return Lookup(cheap, policies[cheap.category], bypass="lookup failed")
 
 
+def acceptance(
+    gw: Gateway, key: RequestKey, own: Policy, effective: Effective, model: str
+) -> dict[str, Acceptance]:
+    """The query's own category first, then every other category whose entries it may be
+    served: a paraphrase classified differently is still a hit, but only at the stricter of
+    the two thresholds, and never from a category that does not cache this request."""
+    accept = {own.name: Acceptance(effective.threshold, own.guard)}
+    load = gw.load.load(model)
+    for policy in gw.policies.policies:
+        if policy.name == own.name or _refusal(policy, key) is not None:
+            continue
+        threshold = max(effective.threshold, adapt(policy, load).threshold)
+        accept[policy.name] = Acceptance(threshold, own.guard or policy.guard)
+    return accept
+
+
 async def _semantic(
-    gw: Gateway, caller: Caller, key: RequestKey, found: Lookup, now: float
+    gw: Gateway, caller: Caller, key: RequestKey, found: Lookup, model: str, now: float
 ) -> Hit | None:
     assert found.vector is not None and found.effective is not None
     hit, rejected = await gw.cache.lookup_semantic(
-        Partition(caller.tenant, caller.namespace, found.policy.name),
+        caller.tenant,
+        caller.namespace,
         key,
         found.vector,
-        threshold=found.effective.threshold,
+        accept=acceptance(gw, key, found.policy, found.effective, model),
         top_k=gw.settings.cache.top_k,
-        guard=found.policy.guard,
         now=now,
     )
     for rejection in rejected:

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from gateway.store.models import CacheEntry
+from tests.gateway.conftest import AppFactory, chat, count_entries, request_events
+from tests.support.fake_upstream import FakeUpstream
+
+
+def ask(client: TestClient, text: str, category: str | None = None, **extra: Any) -> Any:
+    headers = {"x-cache-category": category} if category else {}
+    return client.post("/v1/chat/completions", json=chat(text, **extra), headers=headers)
+
+
+def entries(client: TestClient) -> list[CacheEntry]:
+    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        return list(session.scalars(select(CacheEntry).order_by(CacheEntry.id)))
+
+
+def test_creative_is_not_cached_and_temperature_is_per_category(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
+    for _ in range(2):
+        poem = ask(client, "Write a poem about the sea at dawn")
+        assert poem.headers["x-cache"] == "bypass"
+        assert poem.headers["x-cache-category"] == "creative"
+        assert "x-cache-threshold" not in poem.headers
+    assert count_entries(client) == 0 and len(upstream.calls) == 2
+    # 1.5 is above every built-in category's limit: not cached, whatever the category.
+    hot = ask(client, "What is the boiling point of water?", temperature=1.5)
+    assert hot.headers["x-cache"] == "bypass" and count_entries(client) == 0
+    events = request_events(client)
+    assert [(e.category, e.category_step) for e in events[:2]] == [("creative", "rule")] * 2
+
+
+def test_policy_decides_ttl_threshold_and_partition(client: TestClient) -> None:
+    before = time.time()
+    weather = ask(client, "What is the weather in Lisbon today?")
+    assert weather.headers["x-cache-category"] == "time_sensitive"
+    assert weather.headers["x-cache-threshold"] == "0.9200"
+    code = ask(client, "How do I read a JSON file in Python?", category="code")
+    assert code.headers["x-cache-category-step"] == "header"
+    assert code.headers["x-cache-threshold"] == "0.9600"
+    stored = {e.category: e for e in entries(client)}
+    assert stored["time_sensitive"].expires_at is not None
+    assert before + 600 <= stored["time_sensitive"].expires_at <= time.time() + 600  # 10 min
+    assert stored["code"].expires_at is not None
+    assert stored["code"].expires_at >= before + 30 * 24 * 3600  # 30 days
+    events = request_events(client)
+    assert [e.threshold for e in events] == [0.92, 0.96]
+
+
+def test_a_paraphrase_classified_differently_still_hits_at_the_stricter_threshold(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
+    ask(client, "How do I reverse a list in Python?", category="code")
+    other = ask(client, "how can I reverse a list in python", category="factual")
+    assert other.headers["x-cache"] == "hit"
+    assert other.headers["x-cache-category"] == "factual"
+    assert float(other.headers["x-cache-similarity"]) >= 0.96  # code's threshold, not 0.92
+    assert len(upstream.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("eviction", "survivor"),
+    [
+        ("fifo", ["second", "third"]),  # the oldest goes
+        ("lru", ["first", "third"]),  # first was used last
+        ("lfu", ["first", "third"]),  # second was never used
+    ],
+)
+def test_quota_evicts_by_policy_from_store_and_index(
+    make_app: AppFactory, upstream: FakeUpstream, tmp_path: Path, eviction: str, survivor: list[str]
+) -> None:
+    questions = {
+        "first": "What is the tallest mountain in Africa?",
+        "second": "Who painted the ceiling of the Sistine Chapel?",
+        "third": "How many bones does an adult human have?",
+    }
+    policy = {"quota": 2, "eviction": eviction}
+    with make_app(categories={"factual": policy}, db=tmp_path / f"{eviction}.db") as client:
+        gateway = client.app.state.gateway  # type: ignore[attr-defined]
+        ask(client, questions["first"], category="factual")
+        ask(client, questions["second"], category="factual")
+        for _ in range(2):  # first: used twice, and after second was stored
+            assert ask(client, questions["first"], category="factual").headers["x-cache"] == "hit"
+        client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
+        ask(client, questions["third"], category="factual")
+        kept = {e.text for e in entries(client)}
+        assert kept == {questions[name] for name in survivor}
+        (evicted,) = set(questions) - set(survivor)
+        calls = len(upstream.calls)
+        again = ask(client, questions[evicted], category="factual")
+        assert again.headers["x-cache"] == "miss"  # gone from the index too, not only the store
+        assert len(upstream.calls) == calls + 1
+
+
+def test_load_lowers_the_threshold_and_relaxes_back(
+    make_app: AppFactory, upstream: FakeUpstream
+) -> None:
+    policy = {"threshold": 0.99, "threshold_floor": 0.80}
+    with make_app(categories={"factual": policy}, adaptation={"max_inflight": 4}) as client:
+        gateway = client.app.state.gateway  # type: ignore[attr-defined]
+        ask(client, "Who painted the Mona Lisa?", category="factual")
+        paraphrase = "Which artist painted the Mona Lisa?"
+        calm = ask(client, paraphrase, category="factual", max_tokens=1)
+        assert calm.headers["x-cache-threshold"] == "0.9900"
+        for _ in range(4):  # the upstream is full
+            gateway.load.started("gpt-4o-mini")
+        busy = ask(client, paraphrase, category="factual")
+        assert busy.headers["x-cache-threshold"] == "0.8000"
+        assert busy.headers["x-cache"] == "hit"  # between the floor and the policy's threshold
+        assert float(busy.headers["x-cache-similarity"]) < 0.99
+        for _ in range(4):
+            gateway.load.finished("gpt-4o-mini", 0.01)
+        relaxed = ask(client, paraphrase, category="factual", max_tokens=2)
+        assert relaxed.headers["x-cache-threshold"] == "0.9900"
