@@ -185,16 +185,20 @@ class SemanticCache:
             self._counts[counted] += 1
         return entry_id
 
-    async def enforce_quota(self, tenant: str, category: str, quota: int, eviction: str) -> int:
+    async def enforce_quota(
+        self, tenant: str, category: str, quota: int, eviction: str, *, keep: int | None = None
+    ) -> int:
         """Evict (tenant, category) down to `quota` entries, by the policy's `eviction`, from
-        the store and the indexes together. Returns how many were evicted."""
+        the store and the indexes together, sparing `keep`. Returns how many were evicted."""
         counted = (tenant, category)
         if counted not in self._counts:
             self._counts[counted] = await self._run(self.store.count_category, tenant, category)
         excess = self._counts[counted] - quota
         if excess <= 0:
             return 0
-        victims = await self._run(self.store.evict, tenant, category, excess, eviction)
+        victims = await self._run(
+            lambda: self.store.evict(tenant, category, excess, eviction, keep=keep)
+        )
         self._counts[counted] -= len(victims)
         for entry_id, namespace in victims:
             index = self._indexes.get(Partition(tenant, namespace, category))

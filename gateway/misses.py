@@ -91,7 +91,11 @@ class Storer:
             )
         )
         evicted = await self.gw.cache.enforce_quota(
-            self.partition.tenant, self.partition.category, self.policy.quota, self.policy.eviction
+            self.partition.tenant,
+            self.partition.category,
+            self.policy.quota,
+            self.policy.eviction,
+            keep=outcome.entry_id,
         )
         if evicted:
             logger.info(

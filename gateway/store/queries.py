@@ -191,10 +191,13 @@ class Store:
         with self._session() as session:
             return int(session.scalar(query) or 0)
 
-    def evict(self, tenant: str, category: str, count: int, eviction: str) -> list[tuple[int, str]]:
+    def evict(
+        self, tenant: str, category: str, count: int, eviction: str, *, keep: int | None = None
+    ) -> list[tuple[int, str]]:
         """Delete the `count` entries of (tenant, category) that `eviction` ranks first:
-        lru least recently used (hit or stored), lfu fewest hits, fifo oldest. Returns the
-        (id, namespace) of each, for the indexes."""
+        lru least recently used (hit or stored), lfu fewest hits, fifo oldest; never `keep`
+        (the entry just stored: under lfu it has no hits yet and would always go first).
+        Returns the (id, namespace) of each, for the indexes."""
         used = func.coalesce(CacheEntry.last_hit_at, CacheEntry.created_at)
         order = {
             "lru": (used, CacheEntry.id),
@@ -203,7 +206,11 @@ class Store:
         }[eviction]
         query = (
             select(CacheEntry.id, CacheEntry.namespace)
-            .where(CacheEntry.tenant == tenant, CacheEntry.category == category)
+            .where(
+                CacheEntry.tenant == tenant,
+                CacheEntry.category == category,
+                CacheEntry.id != (keep if keep is not None else -1),
+            )
             .order_by(*order)
             .limit(count)
         )

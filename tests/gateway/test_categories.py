@@ -68,36 +68,38 @@ def test_a_paraphrase_classified_differently_still_hits_at_the_stricter_threshol
     assert len(upstream.calls) == 1
 
 
+QUESTIONS = {
+    "a": "What is the tallest mountain in Africa?",
+    "b": "Who painted the ceiling of the Sistine Chapel?",
+    "c": "How many bones does an adult human have?",
+    "d": "What is the chemical symbol for gold?",
+}
+
+
 @pytest.mark.parametrize(
-    ("eviction", "survivor"),
+    ("eviction", "evicted"),
     [
-        ("fifo", ["second", "third"]),  # the oldest goes
-        ("lru", ["first", "third"]),  # first was used last
-        ("lfu", ["first", "third"]),  # second was never used
+        ("fifo", "a"),  # stored first
+        ("lfu", "b"),  # one hit, the others two
+        ("lru", "c"),  # its last hit is the oldest
     ],
 )
 def test_quota_evicts_by_policy_from_store_and_index(
-    make_app: AppFactory, upstream: FakeUpstream, tmp_path: Path, eviction: str, survivor: list[str]
+    make_app: AppFactory, upstream: FakeUpstream, tmp_path: Path, eviction: str, evicted: str
 ) -> None:
-    questions = {
-        "first": "What is the tallest mountain in Africa?",
-        "second": "Who painted the ceiling of the Sistine Chapel?",
-        "third": "How many bones does an adult human have?",
-    }
-    policy = {"quota": 2, "eviction": eviction}
+    policy = {"quota": 3, "eviction": eviction}
     with make_app(categories={"factual": policy}, db=tmp_path / f"{eviction}.db") as client:
         gateway = client.app.state.gateway  # type: ignore[attr-defined]
-        ask(client, questions["first"], category="factual")
-        ask(client, questions["second"], category="factual")
-        for _ in range(2):  # first: used twice, and after second was stored
-            assert ask(client, questions["first"], category="factual").headers["x-cache"] == "hit"
+        for name in "abc":
+            ask(client, QUESTIONS[name], category="factual")
+        for name in "ccbaa":  # c: 2 hits, then b: 1 hit, then a: 2 hits (most recent)
+            assert ask(client, QUESTIONS[name], category="factual").headers["x-cache"] == "hit"
         client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
-        ask(client, questions["third"], category="factual")
+        ask(client, QUESTIONS["d"], category="factual")  # the fourth entry: one must go
         kept = {e.text for e in entries(client)}
-        assert kept == {questions[name] for name in survivor}
-        (evicted,) = set(questions) - set(survivor)
+        assert kept == {QUESTIONS[name] for name in "abcd" if name != evicted}
         calls = len(upstream.calls)
-        again = ask(client, questions[evicted], category="factual")
+        again = ask(client, QUESTIONS[evicted], category="factual")
         assert again.headers["x-cache"] == "miss"  # gone from the index too, not only the store
         assert len(upstream.calls) == calls + 1
 
