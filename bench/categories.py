@@ -292,6 +292,19 @@ def thresholds_vs_global(
             for k, r in runs.items()
         ],
     )
+    print("\nper category (the query's): hits / false hits / precision\n")
+    rows = []
+    for name in names:
+        cells: list[object] = [name]
+        for run in runs.values():
+            tally = run["per_category"].get(name, {"hits": 0, "false_hits": 0})
+            hits, false = tally["hits"], tally["false_hits"]
+            cells += [hits, false, (hits - false) / hits if hits else "-"]
+        rows.append(cells)
+    headers = ["category"]
+    for label in ("global", "policies"):
+        headers += [f"{label} hits", f"{label} false", f"{label} precision"]
+    print_table(headers, rows)
     share = Counter(categories[p["b"]] for p in test)
     print(f"\nquery categories: {dict(share.most_common())}")
     return {
