@@ -47,6 +47,10 @@ class Classifier:
         vectors = embedder.embed(texts) if texts else np.zeros((0, embedder.dim), np.float32)
         return cls(policies, vectors, owners)
 
+    def with_policies(self, policies: PolicySet) -> Classifier:
+        """The same prototypes and rules under changed policies (no embedding)."""
+        return Classifier(policies, self._vectors, self._categories.tolist())
+
     def cheap(self, text: str, header: str | None = None) -> Classification | None:
         """The header or a rule, when one decides; None when the embedding is needed."""
         if header is not None:

@@ -18,12 +18,17 @@ from starlette.routing import Route
 
 from categories.classifier import Classifier
 from categories.load import LoadMonitor
+from categories.policy import PolicySet
 from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Embedder
 from embeddings.runtime import load_embedder
+from gateway.admin import routes as admin_routes
+from gateway.admin.auth import AdminAuth
+from gateway.admin.policies import with_overrides
 from gateway.cache import SemanticCache
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.events import EventWriter
+from gateway.observe import Metrics
 from gateway.passthrough import completions, embeddings
 from gateway.proxy import chat_completions
 from gateway.settings import ModelSettings, Settings
@@ -82,7 +87,10 @@ def create_app(
             executor=executor,
         )
         batcher = MicroBatcher(model, settings.embedding.batch, executor=executor)
-        classifier = await loop.run_in_executor(executor, _classifier, settings, model)
+        policies, overridden = await loop.run_in_executor(
+            executor, with_overrides, store, settings.policies
+        )
+        classifier = await loop.run_in_executor(executor, _classifier, policies, model)
         events = EventWriter(store, executor=executor)
         app.state.gateway = Gateway(
             settings=settings,
@@ -94,7 +102,10 @@ def create_app(
             models={m.name: m for m in models},
             classifier=classifier,
             load=LoadMonitor(settings.adaptation),
-            policies=settings.policies,
+            policies=policies,
+            metrics=Metrics(),
+            admin=AdminAuth(settings.admin),
+            overridden=overridden,
         )
         sweeper = asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s))
         app.state.ready = True
@@ -125,6 +136,7 @@ def create_app(
             Route("/v1/models/{model:path}", get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *admin_routes(),
         ],
         lifespan=lifespan,
         exception_handlers={Exception: on_error, 404: not_found, 405: not_allowed},
@@ -133,13 +145,13 @@ def create_app(
     return app
 
 
-def _classifier(settings: Settings, model: Embedder) -> Classifier:
+def _classifier(policies: PolicySet, model: Embedder) -> Classifier:
     """Prototypes embedded once; if the embedder fails, rules and headers still classify."""
     try:
-        return Classifier.build(settings.policies, model)
+        return Classifier.build(policies, model)
     except Exception:
         logger.exception("could not embed the category prototypes: classifying by rules only")
-        return Classifier(settings.policies, np.zeros((0, model.dim), np.float32), [])
+        return Classifier(policies, np.zeros((0, model.dim), np.float32), [])
 
 
 async def _sweep(cache: SemanticCache, interval: float) -> None:

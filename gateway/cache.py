@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 
 from embeddings.protocol import Embedder, Vectors
 from gateway.guard import check
@@ -209,26 +209,65 @@ class SemanticCache:
     async def sweep_expired(self, now: float | None = None) -> int:
         """Delete expired entries from the store and every loaded index."""
         moment = time.time() if now is None else now
+        return await self.remove(
+            CacheEntry.expires_at.is_not(None), CacheEntry.expires_at <= moment
+        )
 
-        def remove() -> list[tuple[int, str, str, str]]:
+    async def remove(self, *where: ColumnElement[bool]) -> int:
+        """Delete the entries matching `where` from the store, then from the indexes."""
+
+        def delete_rows() -> list[tuple[int, str, str, str]]:
             with self.store.session() as session, session.begin():
                 rows = session.execute(
                     select(
                         CacheEntry.id, CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category
-                    ).where(CacheEntry.expires_at.is_not(None), CacheEntry.expires_at <= moment)
+                    ).where(*where)
                 ).all()
                 ids = [r[0] for r in rows]
-                if ids:
-                    session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids)))
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    session.execute(delete(CacheEntry).where(CacheEntry.id.in_(chunk)))
                 return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-        removed = await self._run(remove)
-        for entry_id, tenant, namespace, category in removed:
+        removed = await self._run(delete_rows)
+        self._unindex(removed)
+        return len(removed)
+
+    async def demote(self, entry_id: int, now: float) -> bool:
+        """Out of the index for good (a wrong hit): kept for its own exact request only."""
+
+        def mark() -> tuple[int, str, str, str] | None:
+            with self.store.session() as session, session.begin():
+                row = session.get(CacheEntry, entry_id)
+                if row is None:
+                    return None
+                row.demoted_at = row.demoted_at or now
+                return (row.id, row.tenant, row.namespace, row.category)
+
+        marked = await self._run(mark)
+        if marked is None:
+            return False
+        self._unindex([marked])
+        return True
+
+    def _unindex(self, rows: list[tuple[int, str, str, str]]) -> None:
+        for entry_id, tenant, namespace, category in rows:
             self._counts.pop((tenant, category), None)  # recounted when next needed
             index = self._indexes.get(Partition(tenant, namespace, category))
             if index is not None:
                 index.delete([entry_id])
-        return len(removed)
+
+    async def nearest(
+        self, partitions: list[Partition], vector: Vectors, k: int
+    ) -> list[tuple[float, int]]:
+        """(similarity, entry id) of the k nearest live entries across `partitions`."""
+        indexes = [await self.index(p) for p in partitions]
+
+        def search() -> list[tuple[float, int]]:
+            found = [(n.similarity, n.entry_id) for i in indexes for n in i.search(vector, k)]
+            return sorted(found, reverse=True)[:k]
+
+        return await self._run(search)
 
     def save_indexes(self) -> None:
         if self.index_dir is None:

@@ -124,11 +124,19 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.observe import ACCESS_LOGGER
 
     server = replace(
         settings.server, host=host or settings.server.host, port=port or settings.server.port
     )
     settings = replace(settings, server=server)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.propagate = False  # JSON lines only, whatever the root format
+    if settings.server.access_log:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
     # One worker: a process holds its own in-memory index (see README, "Scaling").
     uvicorn.run(
         create_app(settings),

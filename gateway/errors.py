@@ -4,6 +4,7 @@
     ├── InvalidRequest           400 invalid_request_error (malformed JSON, wrong types)
     ├── Unauthorized             401 authentication_error
     ├── ModelNotFound            404 invalid_request_error, code model_not_found
+    ├── NotFound                 404 invalid_request_error, code not_found (admin objects)
     ├── BodyTooLarge             413 invalid_request_error
     └── UpstreamError            the upstream's status (429 and 5xx kept), or 502
         └── UpstreamTimeout      504
@@ -67,6 +68,12 @@ class ModelNotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
 
 
 class BodyTooLarge(GatewayError):

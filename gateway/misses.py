@@ -123,8 +123,11 @@ async def json_miss(
                 model, body, upstream_key(gw, outcome)
             )
         except BaseException as exc:
+            outcome.upstream_ms = (time.perf_counter() - began) * 1000
             gw.load.finished(model.name, time.perf_counter() - began, status=_status(exc))
             raise
+        outcome.upstream_ms = (time.perf_counter() - began) * 1000
+        outcome.response_id = completion.get("id")
         gw.load.finished(model.name, time.perf_counter() - began)
         account(outcome, model, completion.get("usage"))
         if store is not None:
@@ -190,6 +193,8 @@ async def stream_miss(
             status = exc.status
             yield event(exc.body())
         finally:
+            outcome.upstream_ms = (time.perf_counter() - began) * 1000
+            outcome.response_id = collector.id or None
             gw.load.finished(model.name, first_token, status=status)
             await upstream.aclose()
             account(outcome, model, collector.usage)

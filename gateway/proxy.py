@@ -219,6 +219,8 @@ def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: fl
     outcome.prompt_tokens = hit.prompt_tokens
     outcome.completion_tokens = hit.completion_tokens
     outcome.cost_usd = hit.cost_usd  # what the hit saved
+    if hit.tier == "semantic":
+        outcome.prompt = key.text
     expires = None
     if gw.settings.cache.sliding_ttl:
         policy = gw.policies[hit.category]
@@ -247,6 +249,7 @@ def _reply_from_cache(
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
     )
+    outcome.response_id = body["id"]
     background = BackgroundTask(record, gw, outcome)
     if key.stream:
         return StreamingResponse(

@@ -50,6 +50,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1_048_576
+    access_log: bool = True  # one JSON line per request on stderr
+    log_prompts: bool = False  # include the prompt in those lines
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "server.port must be between 1 and 65535")
@@ -134,6 +136,22 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """The admin API's bearer token: read from `token_env`, or checked against
+    `token_sha256` (hex) so that the token itself need not be on the server."""
+
+    token_env: str = "GATEWAY_ADMIN_TOKEN"
+    token_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        digest = self.token_sha256
+        _check(
+            digest == "" or (len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)),
+            "admin.token_sha256 must be 64 lowercase hex digits",
+        )
+
+
+@dataclass(frozen=True)
 class VirtualKey:
     """Callers whose key hashes to `key_sha256` share `tenant` (and `namespace`)."""
 
@@ -160,6 +178,7 @@ class Settings:
     tenants: TenantSettings = TenantSettings()
     models: tuple[ModelSettings, ...] = ()
     adaptation: LoadSettings = LoadSettings()
+    admin: AdminSettings = AdminSettings()
     policies: PolicySet = field(default_factory=load_policies)
 
     @classmethod
@@ -197,6 +216,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "cache": CacheSettings,
     "tenants": TenantSettings,
     "adaptation": LoadSettings,
+    "admin": AdminSettings,
 }
 
 

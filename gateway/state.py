@@ -12,9 +12,11 @@ from categories.classifier import Classification, Classifier
 from categories.load import LoadMonitor
 from categories.policy import DEFAULT, PolicySet
 from embeddings.batcher import MicroBatcher
+from gateway.admin.auth import AdminAuth
 from gateway.cache import SemanticCache
 from gateway.events import EventWriter
 from gateway.keys import RequestKey
+from gateway.observe import Metrics, log_access
 from gateway.settings import ModelSettings, Settings
 from gateway.store.queries import NewEvent
 from gateway.tenants import Caller, Tenancy
@@ -36,6 +38,9 @@ class Gateway:
     load: LoadMonitor
     # The policies in force: replaced as a whole when an operator changes one.
     policies: PolicySet
+    metrics: Metrics
+    admin: AdminAuth
+    overridden: set[str] = field(default_factory=set)  # categories changed through the API
     inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
         default_factory=dict
     )
@@ -57,6 +62,9 @@ class Outcome:
     model: str = ""
     classification: Classification = Classification(DEFAULT, "default")
     threshold: float | None = None  # the effective threshold of the semantic lookup
+    upstream_ms: float | None = None  # time spent waiting on the upstream
+    response_id: str | None = None
+    prompt: str | None = None  # kept for semantic hits only (feedback makes it a label)
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -84,20 +92,30 @@ def account(outcome: Outcome, model: ModelSettings, usage: dict[str, Any] | None
 
 
 async def record(gw: Gateway, outcome: Outcome) -> None:
-    gw.events.put(
-        NewEvent(
-            ts=time.time(),
-            tenant=outcome.caller.tenant,
-            category=outcome.classification.category,
-            category_step=outcome.classification.step,
-            threshold=outcome.threshold,
-            outcome=outcome.kind,
-            latency_ms=(time.perf_counter() - outcome.started) * 1000,
-            similarity=outcome.similarity,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cost_usd=outcome.cost_usd,
-            model=outcome.model,
-            entry_id=outcome.entry_id,
-        )
+    """The request's event row (written in batches), its metrics and its log line."""
+    event = NewEvent(
+        ts=time.time(),
+        tenant=outcome.caller.tenant,
+        category=outcome.classification.category,
+        category_step=outcome.classification.step,
+        threshold=outcome.threshold,
+        outcome=outcome.kind,
+        latency_ms=(time.perf_counter() - outcome.started) * 1000,
+        similarity=outcome.similarity,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        cost_usd=outcome.cost_usd,
+        model=outcome.model,
+        entry_id=outcome.entry_id,
+        requested_model=outcome.key.model,
+        upstream_ms=outcome.upstream_ms,
+        response_id=outcome.response_id,
+        prompt=outcome.prompt,
+    )
+    gw.events.put(event)
+    fields = vars(event)
+    gw.metrics.observe(fields)
+    log_access(
+        {**fields, "namespace": outcome.caller.namespace},
+        with_prompt=gw.settings.server.log_prompts,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Float,
     Index,
     Integer,
@@ -53,6 +54,8 @@ class CacheEntry(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     upstream_model: Mapped[str] = mapped_column(String(128), default="")
+    # Marked wrong through feedback: out of the index (no semantic hits), exact hits only.
+    demoted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_cache_entries_partition", "tenant", "namespace", "category", "id"),
@@ -84,5 +87,44 @@ class RequestEvent(Base):
     model: Mapped[str] = mapped_column(String(128), default="")
     # A plain column, not a foreign key: events are a log and outlive purged entries.
     entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    requested_model: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    upstream_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    response_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The prompt of a semantic hit (kept like entry texts), so feedback on it is a labelled pair.
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    __table_args__ = (Index("ix_request_events_ts", "ts"),)
+    __table_args__ = (
+        Index("ix_request_events_ts", "ts"),
+        Index("ix_request_events_response_id", "response_id"),
+    )
+
+
+class Feedback(Base):
+    """A served hit judged right or wrong: labelled data for calibration and training."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float)
+    tenant: Mapped[str] = mapped_column(String(64))
+    entry_id: Mapped[int] = mapped_column(Integer)
+    response_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    category: Mapped[str] = mapped_column(String(64))
+    similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    entry_text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # admin or tenant
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+    __table_args__ = (Index("ix_feedback_ts", "ts"),)
+
+
+class PolicyOverride(Base):
+    """A category policy changed through the admin API; wins over the policy files."""
+
+    __tablename__ = "policy_overrides"
+
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    policy_json: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -59,6 +59,10 @@ class NewEvent:
     entry_id: int | None = None
     category_step: str = ""
     threshold: float | None = None
+    requested_model: str = ""
+    upstream_ms: float | None = None
+    response_id: str | None = None
+    prompt: str | None = None
 
 
 def encode_vector(vector: FloatArray) -> bytes:
@@ -231,8 +235,10 @@ class Store:
 
 
 def _in_partition(partition: Partition) -> tuple[ColumnElement[bool], ...]:
+    """The entries of a partition's index: demoted entries are never indexed."""
     return (
         CacheEntry.tenant == partition.tenant,
         CacheEntry.namespace == partition.namespace,
         CacheEntry.category == partition.category,
+        CacheEntry.demoted_at.is_(None),
     )

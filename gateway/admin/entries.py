@@ -1,0 +1,169 @@
+"""`/admin/entries` and `/admin/purge`: look into the cache and take things out of it.
+Everything removed leaves the store and the index together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.admin.common import admin, gateway, json_object, number, page, page_limit, text
+from gateway.errors import InvalidRequest, NotFound
+from gateway.store.models import CacheEntry
+
+FILTERS = ("tenant", "namespace", "category", "model")
+
+
+def _view(row: CacheEntry, *, full: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "object": "cache.entry",
+        "id": row.id,
+        "tenant": row.tenant,
+        "namespace": row.namespace,
+        "category": row.category,
+        "model": row.model_family,
+        "text": row.text,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "hit_count": row.hit_count,
+        "last_hit_at": row.last_hit_at,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "cost_usd": row.cost_usd,
+        "upstream_model": row.upstream_model,
+        "demoted": row.demoted_at is not None,
+    }
+    if full:
+        view["request"] = json.loads(row.request_json)
+        view["response"] = json.loads(row.response_json)
+    return view
+
+
+def _conditions(source: Any, now: float) -> list[ColumnElement[bool]]:
+    """Filters shared by listing and purging: tenant, namespace, category, model, and age."""
+    where: list[ColumnElement[bool]] = []
+    columns = {
+        "tenant": CacheEntry.tenant,
+        "namespace": CacheEntry.namespace,
+        "category": CacheEntry.category,
+        "model": CacheEntry.model_family,
+    }
+    for name, column in columns.items():
+        value = text(source, name)
+        if value is not None:
+            where.append(column == value)
+    older = number(source, "older_than_s", minimum=0)
+    if older is not None:
+        where.append(CacheEntry.created_at <= now - older)
+    newer = number(source, "newer_than_s", minimum=0)
+    if newer is not None:
+        where.append(CacheEntry.created_at >= now - newer)
+    return where
+
+
+@admin
+async def list_entries(request: Request) -> Response:
+    """Filtered, paginated by id (`after`); with `q`, the nearest entries to that text."""
+    gw = gateway(request)
+    params = request.query_params
+    where = _conditions(params, time.time())
+    limit = page_limit(request)
+    query = text(params, "q")
+    loop = asyncio.get_running_loop()
+    store = gw.cache.store
+    if query is not None:
+        if not query.strip():
+            raise InvalidRequest("q must not be empty", param="q")
+        vector = await gw.batcher.embed(query)
+        partitions = [
+            p
+            for p in await loop.run_in_executor(None, store.partitions)
+            if all(
+                getattr(p, f) == params[f]
+                for f in ("tenant", "namespace", "category")
+                if f in params
+            )
+        ]
+        nearest = await gw.cache.nearest(partitions, vector, limit * 4)
+        order = {entry_id: similarity for similarity, entry_id in nearest}
+
+        def rows_near() -> list[CacheEntry]:
+            with store.session() as session:
+                found = session.scalars(
+                    select(CacheEntry).where(CacheEntry.id.in_(list(order)), *where)
+                )
+                return sorted(found, key=lambda row: -order[row.id])[:limit]
+
+        data = [
+            {**_view(row), "similarity": round(order[row.id], 4)}
+            for row in await loop.run_in_executor(None, rows_near)
+        ]
+        return JSONResponse({"object": "list", "data": data, "has_more": False, "next_after": None})
+    after = number(params, "after", kind=int, minimum=0) or 0
+
+    def rows_page() -> list[CacheEntry]:
+        with store.session() as session:
+            statement = (
+                select(CacheEntry)
+                .where(CacheEntry.id > after, *where)
+                .order_by(CacheEntry.id)
+                .limit(limit + 1)
+            )
+            return list(session.scalars(statement))
+
+    rows = await loop.run_in_executor(None, rows_page)
+    return JSONResponse(page([_view(row) for row in rows], limit))
+
+
+def _entry_id(request: Request) -> int:
+    raw = request.path_params["entry_id"]
+    if not raw.isdigit():
+        raise InvalidRequest("the entry id must be a positive integer", param="entry_id")
+    return int(raw)
+
+
+@admin
+async def entry(request: Request) -> Response:
+    """GET one entry with its request and response; DELETE it from store and index."""
+    gw = gateway(request)
+    entry_id = _entry_id(request)
+    loop = asyncio.get_running_loop()
+    if request.method == "DELETE":
+        removed = await gw.cache.remove(CacheEntry.id == entry_id)
+        if not removed:
+            raise NotFound(f"no entry {entry_id}", param="entry_id")
+        return JSONResponse({"object": "cache.entry.deleted", "id": entry_id, "deleted": True})
+    row = await loop.run_in_executor(None, gw.cache.store.get_entry, entry_id)
+    if row is None:
+        raise NotFound(f"no entry {entry_id}", param="entry_id")
+    return JSONResponse(_view(row, full=True))
+
+
+@admin
+async def purge(request: Request) -> Response:
+    """Remove every entry matching the filters (or all, with `"all": true`)."""
+    gw = gateway(request)
+    body = await json_object(request)
+    unknown = set(body) - {*FILTERS, "older_than_s", "newer_than_s", "all"}
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field(s): {', '.join(sorted(unknown))}", param=sorted(unknown)[0]
+        )
+    everything = body.get("all", False)
+    if not isinstance(everything, bool):
+        raise InvalidRequest("all must be true or false", param="all")
+    where = _conditions(body, time.time())
+    if not where and not everything:
+        raise InvalidRequest(
+            "name at least one filter (tenant, namespace, category, model, older_than_s, "
+            'newer_than_s), or purge everything with "all": true'
+        )
+    if where and everything:
+        raise InvalidRequest('"all": true cannot be combined with filters', param="all")
+    removed = await gw.cache.remove(*where) if where else await gw.cache.remove(CacheEntry.id > 0)
+    return JSONResponse({"object": "cache.purge", "deleted": removed})

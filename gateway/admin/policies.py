@@ -1,0 +1,130 @@
+"""`/admin/policies`: read and change category policies at run time. A change is
+validated, committed to `policy_overrides` (it wins over the policy files and survives a
+restart), and in force for the next request; `DELETE` returns a category to its file
+policy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from sqlalchemy import delete, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from categories.classifier import Classifier
+from categories.policy import DEFAULT, Policy, PolicyError, PolicySet, parse_policy
+from gateway.admin.common import admin, gateway, json_object
+from gateway.errors import InvalidRequest, NotFound
+from gateway.state import Gateway
+from gateway.store.models import PolicyOverride
+from gateway.store.queries import Store
+
+
+def with_overrides(store: Store, policies: PolicySet) -> tuple[PolicySet, set[str]]:
+    """The file policies with every stored override applied (at start), and their names."""
+    with store.session() as session:
+        rows = list(session.scalars(select(PolicyOverride)))
+    for row in rows:
+        base = policies.by_name.get(row.category) or _new_base(policies)
+        policies = policies.replace(parse_policy(row.category, json.loads(row.policy_json), base))
+    return policies, {row.category for row in rows}
+
+
+def _new_base(policies: PolicySet) -> Policy:
+    """What a category created through the API starts from: `default`, minus its examples."""
+    fields = {k: v for k, v in policies[DEFAULT].to_dict().items() if k != "name"}
+    return parse_policy("new", {**fields, "rules": [], "prototypes": [], "description": ""})
+
+
+def _save(store: Store, policy: Policy) -> None:
+    fields = {k: v for k, v in policy.to_dict().items() if k != "name"}
+    row = PolicyOverride(
+        category=policy.name, policy_json=json.dumps(fields), updated_at=time.time()
+    )
+    with store.session() as session, session.begin():
+        session.merge(row)
+
+
+def _forget(store: Store, name: str) -> bool:
+    with store.session() as session, session.begin():
+        result = session.execute(delete(PolicyOverride).where(PolicyOverride.category == name))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _apply(gw: Gateway, policies: PolicySet) -> None:
+    """Put `policies` in force; the classifier is rebuilt when rules or prototypes changed."""
+    loop = asyncio.get_running_loop()
+    examples = [(p.name, p.rules, p.prototypes) for p in policies.policies]
+    if examples != [(p.name, p.rules, p.prototypes) for p in gw.policies.policies]:
+        gw.classifier = await loop.run_in_executor(
+            None, Classifier.build, policies, gw.cache.embedder
+        )
+    else:
+        gw.classifier = gw.classifier.with_policies(policies)
+    gw.policies = policies
+
+
+def _view(gw: Gateway, policy: Policy) -> dict[str, Any]:
+    return {"object": "policy", **policy.to_dict(), "overridden": policy.name in gw.overridden}
+
+
+@admin
+async def list_policies(request: Request) -> Response:
+    gw = gateway(request)
+    data = [_view(gw, p) for p in gw.policies.policies]
+    return JSONResponse({"object": "list", "data": data, "has_more": False, "next_after": None})
+
+
+@admin
+async def policy(request: Request) -> Response:
+    """GET reads, PUT replaces (unset fields from the file policy), PATCH changes the fields
+    given, DELETE drops the run-time change."""
+    gw = gateway(request)
+    name = request.path_params["category"]
+    current = gw.policies.by_name.get(name)
+    if request.method == "GET":
+        if current is None:
+            raise NotFound(f"no category {name!r}", param="category")
+        return JSONResponse(_view(gw, current))
+    loop = asyncio.get_running_loop()
+    store = gw.cache.store
+    if request.method == "DELETE":
+        if not await loop.run_in_executor(None, _forget, store, name):
+            raise NotFound(f"category {name!r} has no run-time change", param="category")
+        gw.overridden.discard(name)
+        restored = gw.settings.policies.by_name.get(name)
+        remaining = [p for p in gw.policies.policies if p.name != name]
+        rebuilt = PolicySet(tuple(remaining), gw.policies.prototype_min_similarity)
+        await _apply(gw, rebuilt.replace(restored) if restored else rebuilt)
+        return JSONResponse({"object": "policy.deleted", "name": name, "restored": bool(restored)})
+    body = await json_object(request)
+    body.pop("object", None)
+    body.pop("overridden", None)
+    if body.pop("name", name) != name:
+        raise InvalidRequest("name cannot be changed", param="name")
+    if request.method == "PATCH" and current is None:
+        raise NotFound(f"no category {name!r} (PUT creates one)", param="category")
+    if request.method == "PUT":
+        base = gw.settings.policies.by_name.get(name) or _new_base(gw.policies)
+    else:
+        assert current is not None
+        base = current
+    try:
+        changed = parse_policy(name, body, base)
+        policies = gw.policies.replace(changed)
+    except PolicyError as exc:
+        raise InvalidRequest(str(exc), param=_field(str(exc))) from None
+    await loop.run_in_executor(None, _save, store, changed)
+    gw.overridden.add(name)
+    await _apply(gw, policies)
+    return JSONResponse(_view(gw, changed), status_code=201 if current is None else 200)
+
+
+def _field(message: str) -> str | None:
+    """The field a policy error names (`categories.code.quota must ...` -> quota)."""
+    head = message.split(" ", 1)[0].rstrip(":")
+    parts = head.split(".")
+    return parts[2] if len(parts) >= 3 else None

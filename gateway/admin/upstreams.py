@@ -1,0 +1,50 @@
+"""`GET /admin/upstreams` and `GET /metrics`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from categories.load import adapt
+from gateway.admin.common import admin, gateway
+
+
+@admin
+async def upstreams(request: Request) -> Response:
+    """Per configured model: its load signal and the thresholds and TTLs it produces."""
+    gw = gateway(request)
+    seen = {load.model: load for load in gw.load.snapshot()}
+    data = []
+    for name, model in gw.models.items():
+        load = seen.get(name)
+        level = gw.load.load(name)
+        data.append(
+            {
+                "object": "upstream",
+                "model": name,
+                "litellm_model": model.litellm_model,
+                "tier": model.tier,
+                "inflight": load.inflight if load else 0,
+                "requests": load.requests if load else 0,
+                "latency_ewma_ms": load.latency_ewma_ms if load else None,
+                "recent_errors": load.recent_errors if load else 0,
+                "load": level,
+                "effective": {
+                    policy.name: {
+                        "threshold": adapt(policy, level).threshold,
+                        "ttl_seconds": adapt(policy, level).ttl_seconds,
+                    }
+                    for policy in gw.policies.policies
+                    if policy.enabled
+                },
+            }
+        )
+    return JSONResponse({"object": "list", "data": data, "has_more": False, "next_after": None})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; unauthenticated, like most scrape targets (no tenant labels)."""
+    return Response(
+        gateway(request).metrics.render(),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
