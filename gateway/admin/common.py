@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -50,9 +51,13 @@ def moment(request: Request, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise InvalidRequest(f"{name} must be a finite time", param=name)
+        return seconds
     try:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
