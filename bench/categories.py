@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import embed_cached, print_table, shared_data, write_json
+from bench.common import add_cache_dir, embed_cached, print_table, shared_data, write_json
 from categories.calibrate import choose, curve
 from categories.classifier import Classifier
 from categories.policy import PolicySet, load_policies
@@ -31,7 +30,6 @@ from embeddings.protocol import Embedder
 from embeddings.runtime import EmbedderOptions, load_embedder
 from gateway.guard import check
 from gateway.index import HnswIndex, IndexParams
-from gateway.settings import default_model_cache
 
 # CLINC150 intents whose answer depends on the moment, on small talk, or on health, law or
 # money; the other intents are assistant actions and personal data: `default`.
@@ -322,11 +320,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target-precision", type=float, default=0.8)
     parser.add_argument("--skip-classification", action="store_true")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(os.environ.get("GATEWAY_EMBEDDING_CACHE_DIR", default_model_cache())),
-    )
+    add_cache_dir(parser)
     args = parser.parse_args()
     data = shared_data()
     embedder = load_embedder(EmbedderOptions(cache_dir=args.cache_dir))

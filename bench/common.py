@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -17,6 +18,17 @@ from embeddings.protocol import Embedder, Vectors, embed_all
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+
+
+def add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    """`--cache-dir`: where the exported model is cached (as `gateway serve` would)."""
+    from gateway.settings import default_model_cache
+
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("GATEWAY_EMBEDDING_CACHE_DIR", default_model_cache())),
+    )
 
 
 def shared_data() -> Path:

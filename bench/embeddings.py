@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
-from bench.common import percentiles, print_table, shared_data, write_json
+from bench.common import add_cache_dir, percentiles, print_table, shared_data, write_json
 from embeddings.runtime import EmbedderOptions, OnnxEmbedder, load_embedder
 from gateway.demo import bundled_pairs
-from gateway.settings import default_model_cache
 
 BATCHES = (1, 8, 32, 128)
 
@@ -44,11 +41,7 @@ def measure(embedder: OnnxEmbedder, texts: list[str], batch: int, repeat: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(os.environ.get("GATEWAY_EMBEDDING_CACHE_DIR", default_model_cache())),
-    )
+    add_cache_dir(parser)
     args = parser.parse_args()
 
     results = []

@@ -9,18 +9,15 @@ perturbing real ones (paraphrase-like clusters), so the index sees a realistic l
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
-from bench.common import percentiles, print_table, write_json
+from bench.common import add_cache_dir, percentiles, print_table, write_json
 from embeddings.protocol import Vectors, embed_all
 from embeddings.runtime import EmbedderOptions, load_embedder
 from gateway.demo import bundled_pairs
 from gateway.index import HnswIndex, IndexParams
-from gateway.settings import default_model_cache
 
 
 def corpus(size: int, base: Vectors, rng: np.random.Generator) -> Vectors:
@@ -38,11 +35,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--recall-queries", type=int, default=200)
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(os.environ.get("GATEWAY_EMBEDDING_CACHE_DIR", default_model_cache())),
-    )
+    add_cache_dir(parser)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 

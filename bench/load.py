@@ -21,7 +21,6 @@ import argparse
 import csv
 import heapq
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,14 +28,20 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import embed_cached, percentiles, print_table, shared_data, write_json
+from bench.common import (
+    add_cache_dir,
+    embed_cached,
+    percentiles,
+    print_table,
+    shared_data,
+    write_json,
+)
 from categories.classifier import Classifier
 from categories.load import LoadMonitor, LoadSettings, adapt
 from categories.policy import PolicySet, load_policies
 from embeddings.runtime import EmbedderOptions, load_embedder
 from gateway.guard import check
 from gateway.index import HnswIndex, IndexParams
-from gateway.settings import default_model_cache
 
 FIRST_TOKEN_S = 0.3
 PER_TOKEN_S = 0.02
@@ -164,11 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--capacity", type=int, default=0, help="0: 110%% of the mean demand")
     parser.add_argument("--limit", type=int, default=0)
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(os.environ.get("GATEWAY_EMBEDDING_CACHE_DIR", default_model_cache())),
-    )
+    add_cache_dir(parser)
     args = parser.parse_args()
     data = shared_data()
     trace = arrivals(data / "workload" / "azure_conv.csv", args.limit)

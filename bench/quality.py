@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import print_table, shared_data, write_json
+from bench.common import add_cache_dir, print_table, shared_data, write_json
 from embeddings.protocol import embed_all
 from embeddings.runtime import EmbedderOptions, load_embedder
 from gateway.guard import check
 from gateway.index import HnswIndex, IndexParams
-from gateway.settings import default_model_cache
 
 BETA = 0.5
 
@@ -86,11 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=0)
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(os.environ.get("GATEWAY_EMBEDDING_CACHE_DIR", default_model_cache())),
-    )
+    add_cache_dir(parser)
     args = parser.parse_args()
     path = args.pairs or shared_data() / "qqp_pairs.jsonl"
     pairs = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
