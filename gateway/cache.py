@@ -132,27 +132,25 @@ class SemanticCache:
         accept: Mapping[str, Acceptance],
         top_k: int,
         now: float,
-    ) -> tuple[Hit | None, list[Rejection]]:
+    ) -> tuple[Hit | None, list[Rejection], float | None]:
         """Search the index of every category in `accept` (the query's own and the others
         it may be served from) and return the most similar candidate that clears its
-        category's acceptance, matches model and context, is live and passes the guard."""
+        category's acceptance, matches model and context, is live and passes the guard;
+        with the rejections and the best similarity seen (served or not)."""
         indexes = [
             (category, await self.index(Partition(tenant, namespace, category)))
             for category in accept
         ]
 
-        def candidates() -> tuple[list[tuple[str, Neighbor]], dict[int, CacheEntry]]:
+        def candidates() -> tuple[list[tuple[str, Neighbor]], dict[int, CacheEntry], float | None]:
             # Search and row fetch in one trip to the worker thread.
-            above = [
-                (category, n)
-                for category, index in indexes
-                for n in index.search(vector, top_k)
-                if n.similarity >= accept[category].threshold
-            ]
-            above.sort(key=lambda found: -found[1].similarity)
-            return above, self._rows([n.entry_id for _, n in above]) if above else {}
+            found = [(c, n) for c, index in indexes for n in index.search(vector, top_k)]
+            nearest = max((n.similarity for _, n in found), default=None)
+            above = [(c, n) for c, n in found if n.similarity >= accept[c].threshold]
+            above.sort(key=lambda pair: -pair[1].similarity)
+            return above, self._rows([n.entry_id for _, n in above]) if above else {}, nearest
 
-        above, rows = await self._run(candidates)
+        above, rows, nearest = await self._run(candidates)
         rejected: list[Rejection] = []
         for category, neighbor in above:
             row = rows.get(neighbor.entry_id)
@@ -167,8 +165,8 @@ class SemanticCache:
                 if not verdict.ok:
                     rejected.append(Rejection(row.id, neighbor.similarity, verdict.reason))
                     continue
-            return _hit(row, neighbor.similarity, "semantic"), rejected
-        return None, rejected
+            return _hit(row, neighbor.similarity, "semantic"), rejected, nearest
+        return None, rejected, nearest
 
     def _rows(self, ids: list[int]) -> dict[int, CacheEntry]:
         with self.store.session() as session:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from gateway.replay.command import add_arguments as add_replay_arguments
 from gateway.settings import Settings, SettingsError
 
 
@@ -39,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--limit", type=int, default=0, help="read at most N pairs")
     calibrate.add_argument("--json", type=Path, help="also write the curves here as JSON")
 
+    replay = commands.add_parser(
+        "replay", help="what the cache would save on a workload (and get wrong)"
+    )
+    add_replay_arguments(replay)
+
     commands.add_parser("migrate", help="apply pending schema migrations to the store")
 
     export = commands.add_parser("export-model", help="export the embedding model to ONNX")
@@ -67,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("gateway: --threshold must be in (0, 1]", file=sys.stderr)
             return 2
         run_demo(settings, pairs=args.pairs, threshold=args.threshold, out=sys.stdout)
+    elif args.command == "replay":
+        from gateway.replay.command import replay
+
+        return replay(args, settings)
     elif args.command == "calibrate":
         return _calibrate(settings, args)
     elif args.command == "migrate":

@@ -72,6 +72,7 @@ class Lookup:
     vector: Vectors | None = None
     hit: Hit | None = None
     bypass: str | None = None  # why the request is neither looked up nor stored
+    nearest: float | None = None  # the best similarity the semantic tier saw
 
 
 async def chat_completions(request: Request) -> Response:
@@ -94,6 +95,7 @@ async def chat_completions(request: Request) -> Response:
     found = await _lookup(gw, request, key, caller, model, now, lookup=not no_cache)
     outcome.classification = found.classification
     outcome.threshold = found.effective.threshold if found.effective else None
+    outcome.nearest = found.nearest
     if found.hit is not None:
         return _serve_hit(gw, found.hit, key, outcome, now)
     if found.bypass is not None or no_cache:
@@ -193,7 +195,7 @@ async def _semantic(
     gw: Gateway, caller: Caller, key: RequestKey, found: Lookup, model: str, now: float
 ) -> Hit | None:
     assert found.vector is not None and found.effective is not None
-    hit, rejected = await gw.cache.lookup_semantic(
+    hit, rejected, found.nearest = await gw.cache.lookup_semantic(
         caller.tenant,
         caller.namespace,
         key,

@@ -65,6 +65,7 @@ class Outcome:
     upstream_ms: float | None = None  # time spent waiting on the upstream
     response_id: str | None = None
     prompt: str | None = None  # kept for semantic hits only (feedback makes it a label)
+    nearest: float | None = None  # on misses: the most similar entry seen, below threshold
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -79,6 +80,8 @@ class Outcome:
             if self.entry_id is not None:  # coalesced answers have no entry of their own
                 headers["x-cache-entry"] = str(self.entry_id)
             headers["x-cache-tier"] = self.kind.removeprefix("hit_")
+        elif self.nearest is not None:
+            headers["x-cache-nearest"] = f"{self.nearest:.4f}"
         if self.model:
             headers["x-gateway-route"] = self.model
         return headers

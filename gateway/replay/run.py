@@ -1,0 +1,179 @@
+"""Running a workload through the gateway in-process: the same app, cache, policies and
+code path as `gateway serve`, against the simulated upstream (priced as `--model`) or the
+configured one. What each request got is read back from the responses and the event log."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from embeddings.protocol import Embedder
+from gateway.app import create_app
+from gateway.replay.workload import Request, Workload
+from gateway.settings import ModelSettings, Settings, StoreSettings
+from gateway.store.models import CacheEntry, RequestEvent
+from gateway.upstream import SIMULATED_PREFIX, SimulatedUpstream, SimulationProfile
+
+# The simulated upstream answers at once; its latency is modelled, not slept.
+MODELLED = SimulationProfile()
+
+
+@dataclass
+class Result:
+    request: Request
+    status: int
+    outcome: str  # hit_exact, hit_semantic, hit_coalesced, miss, bypass, error
+    category: str
+    similarity: float | None  # hits: of the served entry; misses: of the nearest one
+    threshold: float | None
+    entry_id: int | None  # served (hits) or stored (misses)
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float  # misses: what the upstream cost; hits: what was saved
+    latency_ms: float  # the gateway's, end to end
+    upstream_ms: float | None  # misses: modelled (simulated) or measured (live)
+    waited_ms: float = 0.0  # time the gateway actually waited on the upstream
+
+
+@contextmanager
+def replay_settings(
+    config: Settings | None, models: set[str], model: str, live: bool
+) -> Iterator[Settings]:
+    """The configured settings, or defaults with a temporary store; with the simulated
+    upstream, every model the workload names is answered by it and priced as `model`."""
+    settings = config or Settings.from_dict({}, {})
+    with tempfile.TemporaryDirectory(prefix="gateway-replay-") as folder:
+        if config is None:
+            store = StoreSettings(url=f"sqlite:///{Path(folder) / 'replay.db'}")
+            settings = replace(settings, store=store)
+        if not live:
+            simulated = tuple(
+                ModelSettings(name=name, litellm_model=f"{SIMULATED_PREFIX}{model}")
+                for name in sorted(models)
+            )
+            settings = replace(settings, models=simulated)
+        yield settings
+
+
+def run(
+    workload: Workload,
+    settings: Settings,
+    *,
+    live: bool,
+    speed: float = 0.0,
+    embedder: Embedder | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Result], int]:
+    """Replay every request in order (paced by timestamps at `speed`x when > 0); returns
+    the results and the cache size at the end."""
+    app = create_app(
+        settings,
+        embedder=embedder,
+        salt=b"gateway-replay",
+        simulated=SimulatedUpstream(SimulationProfile(0.0, 0.0)),
+    )
+    results: list[Result] = []
+    by_response: dict[str, Result] = {}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        gateway = client.app.state.gateway  # type: ignore[attr-defined]
+        start_wall = time.monotonic()
+        first = next((r.timestamp for r in workload.requests if r.timestamp is not None), None)
+        for done, request in enumerate(workload.requests, 1):
+            if speed > 0 and first is not None and request.timestamp is not None:
+                wait = (request.timestamp - first) / speed - (time.monotonic() - start_wall)
+                if wait > 0:
+                    time.sleep(wait)
+            headers = {"authorization": f"Bearer {request.tenant}"} if request.tenant else {}
+            began = time.perf_counter()
+            response = client.post("/v1/chat/completions", json=request.body, headers=headers)
+            latency = (time.perf_counter() - began) * 1000
+            result = _result(request, response, latency)
+            results.append(result)
+            response_id = _response_id(response)
+            if response_id is not None:
+                by_response[response_id] = result
+            if progress:
+                progress(done)
+        client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
+        store = gateway.cache.store
+        with store.session() as session:
+            rows = session.execute(
+                select(
+                    RequestEvent.response_id,
+                    RequestEvent.entry_id,
+                    RequestEvent.upstream_ms,
+                    RequestEvent.cost_usd,
+                    RequestEvent.prompt_tokens,
+                    RequestEvent.completion_tokens,
+                )
+            ).all()
+            size = int(session.scalar(select(func.count(CacheEntry.id))) or 0)
+    for response_id, entry_id, upstream_ms, cost, prompt_tokens, completion_tokens in rows:
+        matched = by_response.get(response_id) if response_id else None
+        if matched is None:
+            continue
+        matched.entry_id = entry_id
+        matched.cost_usd = cost
+        matched.prompt_tokens, matched.completion_tokens = prompt_tokens, completion_tokens
+        matched.waited_ms = upstream_ms or 0.0
+        if matched.outcome == "miss":
+            matched.upstream_ms = upstream_ms if live else _modelled(matched.completion_tokens)
+    return results, size
+
+
+def _response_id(response: Any) -> str | None:
+    """The completion id, from a JSON body or the first chunk of a stream."""
+    if response.status_code >= 400:
+        return None
+    if "text/event-stream" in response.headers.get("content-type", ""):
+        for line in response.text.split("\n"):
+            if line.startswith("data: {"):
+                return _id_of(line.removeprefix("data: "))
+        return None
+    return _id_of(response.text)
+
+
+def _id_of(text: str) -> str | None:
+    try:
+        value = json.loads(text).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _modelled(completion_tokens: int) -> float:
+    return (MODELLED.first_token_s + MODELLED.per_token_s * completion_tokens) * 1000
+
+
+def _result(request: Request, response: Any, latency: float) -> Result:
+    headers = response.headers
+    outcome = headers.get("x-cache", "error")
+    if response.status_code >= 400:
+        outcome = "error"
+    elif outcome == "hit":
+        outcome = f"hit_{headers.get('x-cache-tier', 'semantic')}"
+    similarity = headers.get("x-cache-similarity") or headers.get("x-cache-nearest")
+    threshold = headers.get("x-cache-threshold")
+    return Result(
+        request=request,
+        status=response.status_code,
+        outcome=outcome,
+        category=headers.get("x-cache-category", ""),
+        similarity=float(similarity) if similarity else None,
+        threshold=float(threshold) if threshold else None,
+        entry_id=None,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost_usd=0.0,
+        latency_ms=latency,
+        upstream_ms=None,
+    )
