@@ -4,10 +4,11 @@ coalescing identical requests in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,19 +117,11 @@ async def json_miss(
 ) -> Response:
     completion: dict[str, Any] | None = None
     try:
-        gw.load.started(model.name)
-        began = time.perf_counter()
-        try:
+        with _upstream_call(gw, model, outcome):
             completion = await gw.router.for_model(model).complete(
                 model, body, upstream_key(gw, outcome)
             )
-        except BaseException as exc:
-            outcome.upstream_ms = (time.perf_counter() - began) * 1000
-            gw.load.finished(model.name, time.perf_counter() - began, status=_status(exc))
-            raise
-        outcome.upstream_ms = (time.perf_counter() - began) * 1000
         outcome.response_id = completion.get("id")
-        gw.load.finished(model.name, time.perf_counter() - began)
         account(outcome, model, completion.get("usage"))
         if store is not None:
             await store(completion, outcome)
@@ -138,6 +131,23 @@ async def json_miss(
     return JSONResponse(
         completion, headers=outcome.headers(), background=BackgroundTask(record, gw, outcome)
     )
+
+
+@contextlib.contextmanager
+def _upstream_call(gw: Gateway, model: ModelSettings, outcome: Outcome) -> Iterator[None]:
+    """Time one upstream call for the outcome and the load monitor."""
+    gw.load.started(model.name)
+    began = time.perf_counter()
+    status = None
+    try:
+        yield
+    except BaseException as exc:
+        status = _status(exc)
+        raise
+    finally:
+        elapsed = time.perf_counter() - began
+        outcome.upstream_ms = elapsed * 1000
+        gw.load.finished(model.name, elapsed, status=status)
 
 
 def _status(exc: BaseException) -> int:
