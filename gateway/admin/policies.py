@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -22,15 +23,25 @@ from gateway.state import Gateway
 from gateway.store.models import PolicyOverride
 from gateway.store.queries import Store
 
+logger = logging.getLogger(__name__)
+
 
 def with_overrides(store: Store, policies: PolicySet) -> tuple[PolicySet, set[str]]:
     """The file policies with every stored override applied (at start), and their names."""
     with store.session() as session:
         rows = list(session.scalars(select(PolicyOverride)))
+    applied = set()
     for row in rows:
         base = policies.by_name.get(row.category) or _new_base(policies)
-        policies = policies.replace(parse_policy(row.category, json.loads(row.policy_json), base))
-    return policies, {row.category for row in rows}
+        try:
+            policies = policies.replace(
+                parse_policy(row.category, json.loads(row.policy_json), base)
+            )
+        except (PolicyError, ValueError) as exc:  # e.g. the file moved a bound since
+            logger.error("ignoring the stored policy of %s: %s", row.category, exc)
+            continue
+        applied.add(row.category)
+    return policies, applied
 
 
 def _new_base(policies: PolicySet) -> Policy:

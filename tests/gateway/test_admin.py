@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from gateway.admin.openapi import DOCUMENT
-from gateway.store.models import Feedback
+from gateway.store.models import Feedback, PolicyOverride
 from tests.gateway.conftest import AppFactory, chat, count_entries
 from tests.support.fake_upstream import FakeUpstream
 
@@ -180,6 +180,24 @@ def test_a_policy_change_applies_to_the_next_request_and_survives_a_restart(
         assert client.delete("/admin/policies/code", headers=ADMIN).status_code == 404
         assert client.delete("/admin/policies/recipes", headers=ADMIN).json()["restored"] is False
         assert client.get("/admin/policies/recipes", headers=ADMIN).status_code == 404
+
+
+def test_a_stored_policy_that_does_not_validate_is_ignored_at_start(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
+    db = tmp_path / "stale.db"
+    with make_app(db=db) as client:
+        response = client.patch("/admin/policies/math", json={"quota": 9}, headers=ADMIN)
+        assert response.status_code == 200
+        store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+        with store.session() as session, session.begin():  # say, written by a newer version
+            row = session.get(PolicyOverride, "math")
+            assert row is not None
+            row.policy_json = json.dumps({"quota": 9, "shiny_new_field": 1})
+    with make_app(db=db) as client:  # starts, and math is the file's policy again
+        policy = client.get("/admin/policies/math", headers=ADMIN).json()
+        assert (policy["quota"], policy["overridden"]) == (50000, False)
 
 
 def test_entries_list_filter_page_search_get_and_delete(
