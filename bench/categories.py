@@ -22,9 +22,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import add_cache_dir, embed_cached, print_table, shared_data, write_json
+from bench.common import (
+    add_cache_dir,
+    duplicate_pairs,
+    embed_cached,
+    print_table,
+    read_pairs,
+    shared_data,
+    write_json,
+)
 from categories.calibrate import choose, curve
 from categories.classifier import Classifier
+from categories.load import Acceptance, acceptance
 from categories.policy import PolicySet, load_policies
 from embeddings.protocol import Embedder
 from embeddings.runtime import EmbedderOptions, load_embedder
@@ -125,10 +134,9 @@ def cache_view(
 ) -> dict[str, Any]:
     """Store side a, ask with side b, with the guard, as the gateway serves: with `policies`,
     one index per category, each query searching every enabled category at the stricter of
-    its own and the entry's threshold (gateway/proxy.py `acceptance`); without, one index
-    and one threshold."""
-    duplicates = {(str(p["a"]), str(p["b"])) for p in pairs if p["label"] == 1}
-    duplicates |= {(b, a) for a, b in duplicates}
+    its own and the entry's threshold (`categories.load.acceptance`, as the gateway);
+    without, one index and one threshold."""
+    duplicates = duplicate_pairs(pairs)
     entries = list(dict.fromkeys(str(p["a"]) for p in pairs))
     groups: dict[str, list[str]] = {}
     for text in entries:
@@ -147,22 +155,21 @@ def cache_view(
         query = str(pair["b"])
         own = categories[query]
         if policies is None:
-            accept = {"all": global_threshold}
+            accept = {"all": Acceptance(global_threshold, guard=True)}
         elif not policies[own].enabled:
             continue
         else:
-            mine = policies[own].threshold
-            accept = {c: max(mine, policies[c].threshold) for c in indexes}
+            accept = acceptance(policies, policies[own], 0.0, None)
         found = sorted(
             (
-                (n.similarity, texts[n.entry_id])
+                (n.similarity, texts[n.entry_id], accept[c].guard)
                 for c, (index, texts) in indexes.items()
                 for n in index.search(vectors[query], k=1)
-                if c in accept and n.similarity >= accept[c]
+                if c in accept and n.similarity >= accept[c].threshold
             ),
             reverse=True,
         )
-        served = next((text for _, text in found if check(query, text).ok), None)
+        served = next((t for _, t, guard in found if not guard or check(query, t).ok), None)
         if served is None:
             continue
         right = served == query or (served, query) in duplicates
@@ -195,8 +202,7 @@ def allocate(
     (from 0.99, by 0.01) the category whose next step adds hits at the best precision:
     equal marginal precision, the most precise allocation for a number of hits. `floors`
     keeps strict categories strict."""
-    duplicates = {(p["a"], p["b"]) for p in pairs if p["label"] == 1}
-    duplicates |= {(b, a) for a, b in duplicates}
+    duplicates = duplicate_pairs(pairs)
     entries = list(dict.fromkeys(p["a"] for p in pairs))
     index = HnswIndex(384, model_id="bench", params=IndexParams(initial_capacity=len(entries)))
     index.add(list(range(len(entries))), np.stack([vectors[t] for t in entries]))
@@ -237,8 +243,7 @@ def allocate(
 def thresholds_vs_global(
     embedder: Embedder, classifier: Classifier, policies: PolicySet, data: Path, target: float
 ) -> dict[str, object]:
-    lines = (data / "qqp_pairs.jsonl").read_text().split("\n")
-    pairs = [json.loads(line) for line in lines if line.strip()]
+    pairs = read_pairs(data / "qqp_pairs.jsonl")
     texts = sorted({t for p in pairs for t in (p["a"], p["b"])})
     matrix = embed_cached(embedder, texts, "qqp")
     vectors = dict(zip(texts, matrix, strict=True))

@@ -39,6 +39,18 @@ def shared_data() -> Path:
     return path
 
 
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    """Labelled pairs, one JSON object per line (split on newlines only: prompts may hold
+    other line separators)."""
+    return [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
+
+
+def duplicate_pairs(pairs: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(a, b) and (b, a) for every pair labelled the same question."""
+    same = {(str(p["a"]), str(p["b"])) for p in pairs if p["label"] == 1}
+    return same | {(b, a) for a, b in same}
+
+
 def machine() -> dict[str, Any]:
     import onnxruntime as ort
 

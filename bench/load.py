@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import heapq
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,14 +29,16 @@ import numpy as np
 
 from bench.common import (
     add_cache_dir,
+    duplicate_pairs,
     embed_cached,
     percentiles,
     print_table,
+    read_pairs,
     shared_data,
     write_json,
 )
 from categories.classifier import Classifier
-from categories.load import LoadMonitor, LoadSettings, adapt
+from categories.load import LoadMonitor, LoadSettings, acceptance, adapt
 from categories.policy import PolicySet, load_policies
 from embeddings.runtime import EmbedderOptions, load_embedder
 from gateway.guard import check
@@ -129,24 +130,21 @@ def simulate(
         if not own.enabled:
             served = None
         else:
-            load = monitor.load(MODEL, now)
-            mine = adapt(own, load).threshold
+            accept = acceptance(policies, own, monitor.load(MODEL, now), None)
             if own.name == "default":
-                run.thresholds.append(mine)
-            served = None
+                run.thresholds.append(accept[own.name].threshold)
             found = []
             for category, index in indexes.items():
-                if not policies[category].enabled:
+                if category not in accept:
                     continue
-                need = max(mine, adapt(policies[category], load).threshold)
                 for n in index.search(vectors[text], k=4):
                     answer, expires = stored[category][n.entry_id]
-                    if n.similarity >= need and expires > now:
-                        found.append((n.similarity, answer))
-            for _, answer in sorted(found, reverse=True):
-                if check(text, answer).ok:
-                    served = answer
-                    break
+                    if n.similarity >= accept[category].threshold and expires > now:
+                        found.append((n.similarity, answer, accept[category].guard))
+            ok = (
+                a for _, a, guard in sorted(found, reverse=True) if not guard or check(text, a).ok
+            )
+            served = next(ok, None)
         if served is not None:
             run.hits += 1
             run.false_hits += not (served == text or (served, text) in duplicates)
@@ -173,10 +171,8 @@ def main() -> None:
     args = parser.parse_args()
     data = shared_data()
     trace = arrivals(data / "workload" / "azure_conv.csv", args.limit)
-    lines = (data / "qqp_pairs.jsonl").read_text().split("\n")
-    pairs = [json.loads(line) for line in lines if line.strip()]
-    duplicates = {(p["a"], p["b"]) for p in pairs if p["label"] == 1}
-    duplicates |= {(b, a) for a, b in duplicates}
+    pairs = read_pairs(data / "qqp_pairs.jsonl")
+    duplicates = duplicate_pairs(pairs)
     prompts = prompt_stream(pairs, len(trace))
     embedder = load_embedder(EmbedderOptions(cache_dir=args.cache_dir))
     texts = sorted({t for p in pairs for t in (p["a"], p["b"])})

@@ -11,14 +11,20 @@ answer is a false hit. Recall counts the duplicates that were served right.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import add_cache_dir, print_table, shared_data, write_json
+from bench.common import (
+    add_cache_dir,
+    duplicate_pairs,
+    print_table,
+    read_pairs,
+    shared_data,
+    write_json,
+)
 from embeddings.protocol import embed_all
 from embeddings.runtime import EmbedderOptions, load_embedder
 from gateway.guard import check
@@ -87,7 +93,7 @@ def main() -> None:
     add_cache_dir(parser)
     args = parser.parse_args()
     path = args.pairs or shared_data() / "qqp_pairs.jsonl"
-    pairs = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
+    pairs = read_pairs(path)
     if args.limit:
         pairs = pairs[: args.limit]
 
@@ -100,8 +106,7 @@ def main() -> None:
     index.add(list(entry_id.values()), embed_all(embedder, entries))
     queries = embed_all(embedder, [p["b"] for p in pairs])
 
-    duplicates = {(p["a"], p["b"]) for p in pairs if p["label"] == 1}
-    duplicates |= {(b, a) for a, b in duplicates}
+    duplicates = duplicate_pairs(pairs)
     similarity = np.empty(len(pairs))
     correct = np.zeros(len(pairs), dtype=bool)
     guarded = np.ones(len(pairs), dtype=bool)  # the guard lets the top-1 answer through

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from categories.policy import Policy
+from categories.policy import Policy, PolicySet
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,29 @@ def adapt(policy: Policy, load: float) -> Effective:
     threshold = policy.threshold - share * (policy.threshold - policy.threshold_floor)
     ttl = policy.ttl_seconds + share * (policy.ttl_ceiling_seconds - policy.ttl_seconds)
     return Effective(round(threshold, 4), ttl, share)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """What a candidate of one category must meet to be served."""
+
+    threshold: float
+    guard: bool
+
+
+def acceptance(
+    policies: PolicySet, own: Policy, load: float, temperature: float | None
+) -> dict[str, Acceptance]:
+    """The query's own category first, then every other category whose entries it may be
+    served: a paraphrase classified differently is still a hit, but only at the stricter of
+    the two effective thresholds, and never from a category that does not cache it."""
+    mine = adapt(own, load).threshold
+    accept = {own.name: Acceptance(mine, own.guard)}
+    for policy in policies.policies:
+        if policy.name != own.name and policy.refusal(temperature) is None:
+            threshold = max(mine, adapt(policy, load).threshold)
+            accept[policy.name] = Acceptance(threshold, own.guard or policy.guard)
+    return accept
 
 
 @dataclass

@@ -70,6 +70,17 @@ class Policy:
                 message = f"{where}.rules[{i}] is not a regular expression: {exc}"
                 raise PolicyError(message) from None
 
+    def refusal(self, temperature: float | None) -> str | None:
+        """Why this policy does not cache a request at `temperature`, if it does not."""
+        if not self.enabled:
+            return f"category {self.name} is not cached"
+        if temperature is not None and temperature > self.max_temperature:
+            return (
+                f"temperature {temperature} above the limit {self.max_temperature} "
+                f"of category {self.name}"
+            )
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()

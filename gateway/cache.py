@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, select
 
+from categories.load import Acceptance
 from embeddings.protocol import Embedder, Vectors
 from gateway.guard import check
 from gateway.index import HnswIndex, IndexParams, Neighbor
@@ -37,14 +38,6 @@ class Hit:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """What a candidate of one category must meet to be served."""
-
-    threshold: float
-    guard: bool
 
 
 @dataclass(frozen=True)
@@ -76,6 +69,8 @@ class SemanticCache:
         self._indexes: dict[Partition, HnswIndex] = {}
         self._loading: dict[Partition, asyncio.Lock] = {}
         self._counts: dict[tuple[str, str], int] = {}  # entries per (tenant, category)
+        # Partitions holding entries: only their indexes are searched (and so created).
+        self._known: set[Partition] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -137,10 +132,10 @@ class SemanticCache:
         it may be served from) and return the most similar candidate that clears its
         category's acceptance, matches model and context, is live and passes the guard;
         with the rejections and the best similarity seen (served or not)."""
-        indexes = [
-            (category, await self.index(Partition(tenant, namespace, category)))
-            for category in accept
-        ]
+        if self._known is None:
+            self._known = set(await self._run(self.store.partitions))
+        wanted = [(c, Partition(tenant, namespace, c)) for c in accept]
+        indexes = [(c, await self.index(p)) for c, p in wanted if p in self._known]
 
         def candidates() -> tuple[list[tuple[str, Neighbor]], dict[int, CacheEntry], float | None]:
             # Search and row fetch in one trip to the worker thread.
@@ -177,6 +172,8 @@ class SemanticCache:
         """Commit the entry, then index it: nothing is indexed that is not durable."""
         index = await self.index(new.partition)
         entry_id = await self._run(self.store.add_entry, new)
+        if self._known is not None:
+            self._known.add(new.partition)
         await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
         counted = (new.partition.tenant, new.partition.category)
         if counted in self._counts:

@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from categories.classifier import Classification
-from categories.load import Effective, adapt
+from categories.load import Effective, acceptance, adapt
 from categories.policy import DEFAULT, Policy
 from embeddings.protocol import Vectors
-from gateway.cache import Acceptance, Hit
+from gateway.cache import Hit
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, ModelNotFound
 from gateway.events import HitUpdate
 from gateway.keys import RequestKey, parse_chat
@@ -120,18 +120,6 @@ async def chat_completions(request: Request) -> Response:
         return response
 
 
-def _refusal(policy: Policy, key: RequestKey) -> str | None:
-    """Why this category's policy does not cache this request, if it does not."""
-    if not policy.enabled:
-        return f"category {policy.name} is not cached"
-    if key.temperature is not None and key.temperature > policy.max_temperature:
-        return (
-            f"temperature {key.temperature} above the limit {policy.max_temperature} "
-            f"of category {policy.name}"
-        )
-    return None
-
-
 async def _lookup(
     gw: Gateway,
     request: Request,
@@ -149,12 +137,12 @@ async def _lookup(
     cheap = decided or Classification(DEFAULT, "default")
     if key.bypass is not None:
         return Lookup(cheap, policies[cheap.category], bypass=key.bypass)
-    if decided is not None and (refused := _refusal(policies[decided.category], key)):
+    if decided is not None and (refused := policies[decided.category].refusal(key.temperature)):
         return Lookup(decided, policies[decided.category], bypass=refused)
     if lookup:
         hit = await gw.cache.lookup_exact(caller.tenant, caller.namespace, key, now)
         entry = policies.by_name.get(hit.category) if hit is not None else None
-        if hit is not None and entry is not None and _refusal(entry, key) is None:
+        if hit is not None and entry is not None and entry.refusal(key.temperature) is None:
             category = Classification(hit.category, cheap.step if decided else "exact")
             return Lookup(category, entry, hit=hit)
     deadline = gw.settings.cache.lookup_deadline_ms / 1000
@@ -163,36 +151,20 @@ async def _lookup(
             vector = await gw.batcher.embed(key.text)
             classification = decided or gw.classifier.nearest(vector)
             policy = policies[classification.category]
-            if refused := _refusal(policy, key):
+            if refused := policy.refusal(key.temperature):
                 return Lookup(classification, policy, bypass=refused)
             effective = adapt(policy, gw.load.load(model.name))
             found = Lookup(classification, policy, effective, vector)
             if lookup:
-                found.hit = await _semantic(gw, caller, key, found, model.name, now)
+                found.hit = await _semantic(gw, caller, key, found, now)
             return found
     except Exception as exc:
         logger.warning("semantic lookup failed open: %s", exc or type(exc).__name__)
         return Lookup(cheap, policies[cheap.category], bypass="lookup failed")
 
 
-def acceptance(
-    gw: Gateway, key: RequestKey, own: Policy, effective: Effective, model: str
-) -> dict[str, Acceptance]:
-    """The query's own category first, then every other category whose entries it may be
-    served: a paraphrase classified differently is still a hit, but only at the stricter of
-    the two thresholds, and never from a category that does not cache this request."""
-    accept = {own.name: Acceptance(effective.threshold, own.guard)}
-    load = gw.load.load(model)
-    for policy in gw.policies.policies:
-        if policy.name == own.name or _refusal(policy, key) is not None:
-            continue
-        threshold = max(effective.threshold, adapt(policy, load).threshold)
-        accept[policy.name] = Acceptance(threshold, own.guard or policy.guard)
-    return accept
-
-
 async def _semantic(
-    gw: Gateway, caller: Caller, key: RequestKey, found: Lookup, model: str, now: float
+    gw: Gateway, caller: Caller, key: RequestKey, found: Lookup, now: float
 ) -> Hit | None:
     assert found.vector is not None and found.effective is not None
     hit, rejected, found.nearest = await gw.cache.lookup_semantic(
@@ -200,7 +172,7 @@ async def _semantic(
         caller.namespace,
         key,
         found.vector,
-        accept=acceptance(gw, key, found.policy, found.effective, model),
+        accept=acceptance(gw.policies, found.policy, found.effective.load, key.temperature),
         top_k=gw.settings.cache.top_k,
         now=now,
     )

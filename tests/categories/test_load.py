@@ -90,3 +90,21 @@ def test_same_signal_same_answer_and_disabled_means_zero() -> None:
 def test_invalid_load_settings(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="adaptation"):
         LoadSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_acceptance_takes_the_stricter_threshold_and_skips_refusing_categories() -> None:
+    from categories.load import acceptance
+    from categories.policy import load_policies
+
+    policies = load_policies()
+    accept = acceptance(policies, policies["factual"], 0.0, None)
+    assert next(iter(accept)) == "factual" and accept["factual"].threshold == 0.92
+    assert accept["code"].threshold == 0.96 and accept["default"].threshold == 0.93
+    assert "creative" not in accept  # never cached, never served
+    busy = acceptance(policies, policies["factual"], 1.0, None)
+    assert busy["factual"].threshold == policies["factual"].threshold_floor
+    hot = acceptance(policies, policies["factual"], 0.0, 0.9)
+    assert set(hot) == {p.name for p in policies.policies if p.enabled}
+    assert acceptance(policies, policies["factual"], 0.0, 1.5) == {
+        "factual": accept["factual"]
+    }  # the own category's refusal is the caller's to check
