@@ -3,12 +3,12 @@ categories' rules, the nearest prototype (reusing the request's embedding), the 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from categories.policy import DEFAULT, PolicySet
+from categories.rules import Rule
 from embeddings.protocol import Embedder, Vectors
 
 STEPS = ("header", "rule", "prototype", "default")
@@ -32,9 +32,7 @@ class Classifier:
     ) -> None:
         self.policies = policies
         self._rules = [
-            (policy.name, re.compile(rule, re.IGNORECASE))
-            for policy in policies.policies
-            for rule in policy.rules
+            (policy.name, Rule(rule)) for policy in policies.policies for rule in policy.rules
         ]
         self._vectors = np.asarray(prototype_vectors, dtype=np.float32)
         self._categories = np.asarray(prototype_categories)

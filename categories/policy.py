@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from categories.rules import Rule, RuleError
+
 DEFAULT = "default"
 EVICTIONS = ("lru", "lfu", "fifo")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -65,9 +67,9 @@ class Policy:
         _require(self.max_temperature >= 0, f"{where}.max_temperature must not be negative")
         for i, rule in enumerate(self.rules):
             try:
-                re.compile(rule)
-            except re.error as exc:
-                message = f"{where}.rules[{i}] is not a regular expression: {exc}"
+                Rule(rule)
+            except RuleError as exc:
+                message = f"{where}.rules[{i}] is not a linear-time regular expression: {exc}"
                 raise PolicyError(message) from None
 
     def refusal(self, temperature: float | None) -> str | None:

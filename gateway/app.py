@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,6 +29,7 @@ from gateway.admin.policies import with_overrides
 from gateway.cache import SemanticCache
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.events import EventWriter
+from gateway.middleware import CatchErrors
 from gateway.observe import Metrics
 from gateway.passthrough import completions, embeddings
 from gateway.proxy import chat_completions
@@ -91,7 +93,13 @@ def create_app(
             executor, with_overrides, store, settings.policies
         )
         classifier = await loop.run_in_executor(executor, _classifier, policies, model)
-        events = EventWriter(store, executor=executor)
+        metrics = Metrics()
+        events = EventWriter(
+            store,
+            executor=executor,
+            capacity=settings.server.event_queue,
+            on_drop=metrics.events_dropped.inc,
+        )
         app.state.gateway = Gateway(
             settings=settings,
             cache=cache,
@@ -103,7 +111,7 @@ def create_app(
             classifier=classifier,
             load=LoadMonitor(settings.adaptation),
             policies=policies,
-            metrics=Metrics(),
+            metrics=metrics,
             admin=AdminAuth(settings.admin),
             overridden=overridden,
         )
@@ -121,12 +129,6 @@ def create_app(
             store.engine.dispose()
             executor.shutdown(wait=True)
 
-    async def on_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, GatewayError):
-            return exc.response()
-        logger.exception("unhandled error on %s", request.url.path)
-        return GatewayError("internal error").response()
-
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -139,7 +141,8 @@ def create_app(
             *admin_routes(),
         ],
         lifespan=lifespan,
-        exception_handlers={Exception: on_error, 404: not_found, 405: not_allowed},
+        middleware=[Middleware(CatchErrors)],
+        exception_handlers={GatewayError: on_gateway_error, 404: not_found, 405: not_allowed},
     )
     app.state.ready = False
     return app
@@ -191,6 +194,11 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     ready = bool(getattr(request.app.state, "ready", False))
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+async def on_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return exc.response()
 
 
 async def not_found(request: Request, exc: Exception) -> Response:

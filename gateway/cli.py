@@ -135,6 +135,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
     from gateway.app import create_app
     from gateway.observe import ACCESS_LOGGER
+    from gateway.serving import uvicorn_config
 
     server = replace(
         settings.server, host=host or settings.server.host, port=port or settings.server.port
@@ -148,14 +149,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         access.addHandler(handler)
         access.setLevel(logging.INFO)
     # One worker: a process holds its own in-memory index (see README, "Scaling").
-    uvicorn.run(
-        create_app(settings),
-        host=server.host,
-        port=server.port,
-        workers=1,
-        log_level="info",
-        access_log=False,
-    )
+    config = uvicorn_config(create_app(settings), server, log_level="info", access_log=False)
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -5,6 +5,7 @@
     ├── Unauthorized             401 authentication_error
     ├── ModelNotFound            404 invalid_request_error, code model_not_found
     ├── NotFound                 404 invalid_request_error, code not_found (admin objects)
+    ├── RequestTimeout           408 invalid_request_error (the body did not arrive in time)
     ├── BodyTooLarge             413 invalid_request_error
     └── UpstreamError            the upstream's status (429 and 5xx kept), or 502
         └── UpstreamTimeout      504
@@ -74,6 +75,12 @@ class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class BodyTooLarge(GatewayError):

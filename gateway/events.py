@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -29,22 +30,36 @@ class HitUpdate:
 
 
 class EventWriter:
-    """Use from one event loop. `max_batch` bounds one transaction."""
+    """Use from one event loop. `max_batch` bounds one transaction; `capacity` bounds what
+    waits (while the store is down, say): past it, events are dropped and counted."""
 
     def __init__(
-        self, store: Store, *, executor: Executor | None = None, max_batch: int = 500
+        self,
+        store: Store,
+        *,
+        executor: Executor | None = None,
+        max_batch: int = 500,
+        capacity: int = 10_000,
+        on_drop: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._executor = executor
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[NewEvent | HitUpdate] = asyncio.Queue()
+        self._queue: asyncio.Queue[NewEvent | HitUpdate] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
+        self._on_drop = on_drop
         self.written = 0
+        self.dropped = 0
 
     def put(self, item: NewEvent | HitUpdate) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="event-writer")
-        self._queue.put_nowait(item)
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""

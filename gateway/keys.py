@@ -6,25 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.params import CHAT, check
 
-# Parameters that change the answer: part of the context key (requests differing in them
-# never share an entry).
-ANSWER_PARAMS = (
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "top_p",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "logit_bias",
-    "response_format",
-    "reasoning_effort",
-)
+# Checked parameters that do not change the answer, so they are not in the key; the
+# temperature is in the exact key and decides cacheability through the category's policy.
+NOT_IN_KEY = ("user", "temperature")
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _SPACE = re.compile(r"\s+")
 
 
@@ -38,6 +30,8 @@ class RequestKey:
     include_usage: bool
     temperature: float | None
     bypass: str | None  # why the request may not be cached, if it may not
+    # The checked parameters that go upstream besides the model and messages.
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def normalise(text: str) -> str:
@@ -71,25 +65,20 @@ def _content_text(content: Any, where: str) -> tuple[str, bool]:
     raise InvalidRequest(f"{where} must be a string or an array of parts", param=where)
 
 
-def _number(body: dict[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{name} must be a number", param=name)
-    return float(value)
-
-
 TOOL_PARAMS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
 
 
-def parse_chat(body: Any, *, cache_tools: bool = False) -> RequestKey:
-    """Validate a chat-completion request body and derive its cache key."""
+def parse_chat(
+    body: Any, *, cache_tools: bool = False, extra_params: Collection[str] = ()
+) -> RequestKey:
+    """Validate a chat-completion request body and derive its cache key. `extra_params` are
+    the parameters the operator lets through for this model beyond the OpenAI API's."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model is required and must be a string", param="model")
+    params = check(body, CHAT, extra=extra_params)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty array", param="messages")
@@ -99,46 +88,44 @@ def parse_chat(body: Any, *, cache_tools: bool = False) -> RequestKey:
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages[{i}] must be an object", param=f"messages[{i}]")
         role = message.get("role")
-        if not isinstance(role, str) or not role:
+        if role not in ROLES:
             raise InvalidRequest(
-                f"messages[{i}].role must be a string", param=f"messages[{i}].role"
+                f"messages[{i}].role must be one of {', '.join(ROLES)}",
+                param=f"messages[{i}].role",
             )
         text, plain = _content_text(message.get("content"), f"messages[{i}].content")
         only_text = only_text and plain and not message.get("tool_calls")
         turns.append((role, text))
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise InvalidRequest("stream must be a boolean", param="stream")
+    stream = body.get("stream") or False
     options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise InvalidRequest("stream_options must be an object", param="stream_options")
-    n = body.get("n", 1)
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise InvalidRequest("n must be a positive integer", param="n")
-    temperature = _number(body, "temperature")
-    _number(body, "top_p")
+    temperature = params.get("temperature")
 
     bypass = None
     if turns[-1][0] != "user":
         bypass = "the last message is not a user turn"
     elif not only_text:
         bypass = "non-text content or tool calls"
-    elif (n or 1) > 1:
+    elif (params.get("n") or 1) > 1:
         bypass = "n > 1"
-    elif any(body.get(k) for k in TOOL_PARAMS) and (not cache_tools or stream):
+    elif any(params.get(k) for k in TOOL_PARAMS) and (not cache_tools or stream):
         # Cached tool calls are served as JSON only: streamed tool-call deltas are not kept.
         bypass = "tools or function calls"
-    elif body.get("logprobs") or body.get("top_logprobs"):
+    elif params.get("logprobs") or params.get("top_logprobs"):
         bypass = "logprobs"
+    elif params.get("audio") or "audio" in (params.get("modalities") or ()):
+        bypass = "audio output"
+    elif params.get("web_search_options") is not None:
+        bypass = "web search"
 
+    key_params = {k: v for k, v in params.items() if k not in NOT_IN_KEY and v is not None}
     context = {
         "turns": [(role, normalise(text)) for role, text in turns[:-1]],
-        "params": {k: body[k] for k in (*ANSWER_PARAMS, *TOOL_PARAMS) if body.get(k) is not None},
+        "params": key_params,
     }
     exact = {
         "model": model,
         "turns": [(r, normalise(t)) for r, t in turns],
-        "params": context["params"],
+        "params": key_params,
         "temperature": temperature,
     }
     return RequestKey(
@@ -148,6 +135,7 @@ def parse_chat(body: Any, *, cache_tools: bool = False) -> RequestKey:
         exact_hash=_sha(exact),
         stream=stream,
         include_usage=bool(options.get("include_usage")),
-        temperature=temperature,
+        temperature=None if temperature is None else float(temperature),
         bypass=bypass,
+        params={k: v for k, v in params.items() if k not in ("model", "messages")},
     )

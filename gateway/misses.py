@@ -8,17 +8,19 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import numpy as np
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from categories.policy import Policy
 from embeddings.protocol import Vectors
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UpstreamError
 from gateway.keys import RequestKey
 from gateway.settings import ModelSettings
 from gateway.sse import StreamCollector, event
@@ -65,11 +67,19 @@ class Storer:
                 del self.gw.inflight[self._coalesce_key]
             self._lead.set_result(completion)
 
-    async def __call__(self, completion: dict[str, Any], outcome: Outcome) -> None:
-        choices = completion.get("choices") or []
-        finish = choices[0].get("finish_reason") if choices else None
-        if finish not in self.gw.settings.cache.store_finish_reasons:
+    async def save(self, completion: dict[str, Any], outcome: Outcome) -> None:
+        """Commit a complete answer as an entry. A failure is logged, not raised: the client
+        still gets the answer it paid for, only the cache does not learn it."""
+        if not storable(completion, self.gw.settings.cache.store_finish_reasons):
+            logger.info("not stored: the answer is incomplete or empty")
             return
+        try:
+            await self._save(completion, outcome)
+        except Exception:
+            logger.exception("could not store the answer of a miss; it was served")
+            outcome.entry_id = None
+
+    async def _save(self, completion: dict[str, Any], outcome: Outcome) -> None:
         now = time.time()
         stored = {k: v for k, v in completion.items() if k not in ("id", "created", "usage")}
         outcome.entry_id = await self.gw.cache.put(
@@ -107,6 +117,18 @@ class Storer:
             )
 
 
+def storable(completion: dict[str, Any], finish_reasons: tuple[str, ...]) -> bool:
+    """A complete answer with something in it: content or tool calls."""
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return False
+    message = choices[0].get("message")
+    if choices[0].get("finish_reason") not in finish_reasons or not isinstance(message, dict):
+        return False
+    content = message.get("content")
+    return bool(isinstance(content, str) and content.strip()) or bool(message.get("tool_calls"))
+
+
 async def json_miss(
     gw: Gateway,
     model: ModelSettings,
@@ -124,7 +146,7 @@ async def json_miss(
         outcome.response_id = completion.get("id")
         account(outcome, model, completion.get("usage"))
         if store is not None:
-            await store(completion, outcome)
+            await store.save(completion, outcome)
     finally:
         if store is not None:
             store.finish(completion)
@@ -167,54 +189,109 @@ async def stream_miss(
     outcome: Outcome,
     store: Storer | None,
 ) -> Response:
+    """Relay a stream. Chunks are held until the first one with content, so that an upstream
+    error or an empty answer (an HTML page parsed as a stream ends that way) is a proper 502.
+    A stored answer is committed before `[DONE]` is sent. Whatever ends the request (the
+    end, an error, the client leaving, even before the first byte), `_Relay.close` runs once
+    and releases the load count, the upstream stream and the coalescing leadership."""
     upstream = gw.router.for_model(model).stream(model, body, upstream_key(gw, outcome))
-    gw.load.started(model.name)
-    began = time.perf_counter()
-    # Pull the first chunk before answering, so upstream errors get a proper status code.
+    relay = _Relay(gw, model, key, outcome, store, upstream)
     try:
-        first = await anext(upstream)
-    except StopAsyncIteration:
-        first = None
+        await relay.start()
     except BaseException as exc:
-        gw.load.finished(model.name, time.perf_counter() - began, status=_status(exc))
-        if store is not None:
-            store.finish(None)
+        await relay.close(status=_status(exc))
         raise
-    first_token = time.perf_counter() - began  # streams load the model until the first token
+    return _RelayResponse(relay, headers=outcome.headers())
 
-    async def relay() -> AsyncIterator[bytes]:
-        collector = StreamCollector()
-        complete = False
+
+class _Relay:
+    def __init__(
+        self,
+        gw: Gateway,
+        model: ModelSettings,
+        key: RequestKey,
+        outcome: Outcome,
+        store: Storer | None,
+        upstream: AsyncGenerator[dict[str, Any], None],
+    ) -> None:
+        self.gw, self.model, self.key, self.outcome = gw, model, key, outcome
+        self.store, self.upstream = store, upstream
+        self.collector = StreamCollector()
+        self.pending: list[dict[str, Any]] = []
+        self.began = time.perf_counter()
+        self.first_token: float | None = None
+        self.completion: dict[str, Any] | None = None
+        self.closed = False
+        gw.load.started(model.name)
+
+    async def start(self) -> None:
+        async for chunk in self.upstream:
+            self._add(chunk)
+            if self.collector.substantive:
+                break
+        else:
+            if not self.collector.substantive:
+                raise UpstreamError("the upstream's stream ended without an answer")
+        self.first_token = time.perf_counter() - self.began
+
+    def _add(self, chunk: dict[str, Any]) -> None:
+        self.collector.add(chunk)
+        if chunk.get("choices") or self.key.include_usage:
+            self.pending.append(chunk)
+
+    async def events(self) -> AsyncIterator[bytes]:
         status: int | None = None
         try:
-            pending = [first] if first is not None else []
-            for chunk in pending:
-                collector.add(chunk)
-                if chunk.get("choices") or key.include_usage:
-                    yield event(chunk)
-            async for chunk in upstream:
-                collector.add(chunk)
-                if chunk.get("choices") or key.include_usage:
-                    yield event(chunk)
-            complete = True
+            for chunk in self.pending:
+                yield event(chunk)
+            self.pending.clear()
+            async for chunk in self.upstream:
+                self._add(chunk)
+                for held in self.pending:
+                    yield event(held)
+                self.pending.clear()
+            completion = self.collector.completion()
+            account(self.outcome, self.model, self.collector.usage)
+            self.completion = completion
+            if self.store is not None:
+                await self.store.save(completion, self.outcome)  # durable before [DONE]
             yield event("[DONE]")
         except GatewayError as exc:
-            outcome.kind = "error"
+            self.outcome.kind = "error"
             status = exc.status
             yield event(exc.body())
         finally:
-            outcome.upstream_ms = (time.perf_counter() - began) * 1000
-            outcome.response_id = collector.id or None
-            gw.load.finished(model.name, first_token, status=status)
-            await upstream.aclose()
-            account(outcome, model, collector.usage)
-            if store is not None:
-                completion = collector.completion() if complete else None
-                try:
-                    if completion is not None:
-                        await store(completion, outcome)
-                finally:
-                    store.finish(completion)
-            await record(gw, outcome)
+            await self.close(status=status)
 
-    return StreamingResponse(relay(), media_type="text/event-stream", headers=outcome.headers())
+    async def close(self, *, status: int | None) -> None:
+        """Release everything the request holds; runs once, shielded from cancellation."""
+        if self.closed:
+            return
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            elapsed = time.perf_counter() - self.began
+            self.gw.load.finished(self.model.name, self.first_token or elapsed, status=status)
+            self.outcome.upstream_ms = elapsed * 1000
+            self.outcome.response_id = self.collector.id or None
+            try:
+                await self.upstream.aclose()
+            finally:
+                if self.completion is None:
+                    account(self.outcome, self.model, self.collector.usage)
+                if self.store is not None:
+                    self.store.finish(self.completion)
+                await record(self.gw, self.outcome)
+
+
+class _RelayResponse(StreamingResponse):
+    """A stream whose relay is closed however the response ends."""
+
+    def __init__(self, relay: _Relay, *, headers: dict[str, str]) -> None:
+        super().__init__(relay.events(), media_type="text/event-stream", headers=headers)
+        self._relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._relay.close(status=None)  # no-op unless the client left early

@@ -66,6 +66,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.events_dropped = Counter(
+            "gateway_events_dropped",
+            "Request events dropped because too many were waiting to be written.",
+            registry=self.registry,
+        )
+
     def observe(self, event: dict[str, Any]) -> None:
         category, model, outcome = event["category"], event["requested_model"], event["outcome"]
         self.requests.labels(category, model, outcome).inc()

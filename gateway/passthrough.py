@@ -6,38 +6,39 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
-from gateway.proxy import read_json
+from gateway.body import read_json
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.params import COMPLETIONS, EMBEDDINGS, Check, check, requested_model
 from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
 
 if TYPE_CHECKING:
     from gateway.settings import ModelSettings
     from gateway.state import Gateway
 
+MAX_INPUTS = 2048  # as the OpenAI API
 BYPASS = {"x-cache": "bypass", "x-cache-category": "none"}
 
 
-async def _prepare(request: Request) -> tuple[Gateway, ModelSettings, dict[str, Any], str | None]:
+async def _prepare(
+    request: Request, route: Mapping[str, Check | None]
+) -> tuple[Gateway, ModelSettings, dict[str, Any], dict[str, Any], str | None]:
+    """The gateway, the model, the body, its checked parameters, and the upstream key."""
     gw: Gateway = request.app.state.gateway
     caller = gw.tenancy.identify(request.headers.get("authorization"), None)
-    body = await read_json(request, gw.settings.server.max_body_bytes)
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    name = body.get("model")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest("model is required and must be a string", param="model")
-    model = gw.models.get(name)
-    if model is None:
-        raise ModelNotFound(f"the model {name!r} does not exist", param="model")
+    server = gw.settings.server
+    body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
+    model = requested_model(gw.models, body)
+    params = check(body, route, extra=model.allow_params)
     key = caller.key if gw.settings.tenants.pass_through_key else None
     if key is None and model.api_key_env:
         key = os.environ.get(model.api_key_env)
-    return gw, model, body, key
+    return gw, model, body, params, key
 
 
 def _litellm_kwargs(model: ModelSettings, key: str | None) -> dict[str, Any]:
@@ -51,13 +52,17 @@ def _litellm_kwargs(model: ModelSettings, key: str | None) -> dict[str, Any]:
 
 async def embeddings(request: Request) -> Response:
     try:
-        gw, model, body, key = await _prepare(request)
+        gw, model, body, params, key = await _prepare(request, EMBEDDINGS)
         texts = body.get("input")
         if isinstance(texts, str):
             texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        if (
+            not isinstance(texts, list)
+            or not 0 < len(texts) <= MAX_INPUTS
+            or not all(isinstance(t, str) for t in texts)
+        ):
             raise InvalidRequest(
-                "input must be a string or a non-empty array of strings", param="input"
+                f"input must be a string or an array of 1 to {MAX_INPUTS} strings", param="input"
             )
         if model.litellm_model.startswith(SIMULATED_PREFIX):
             vectors = await asyncio.get_running_loop().run_in_executor(
@@ -76,7 +81,7 @@ async def embeddings(request: Request) -> Response:
         else:
             try:
                 response = await load_litellm().aembedding(
-                    input=texts, **_litellm_kwargs(model, key)
+                    input=texts, **_litellm_kwargs(model, key), **params
                 )
                 result = response.model_dump(exclude_none=True)
             except Exception as exc:
@@ -88,7 +93,7 @@ async def embeddings(request: Request) -> Response:
 
 async def completions(request: Request) -> Response:
     try:
-        gw, model, body, key = await _prepare(request)
+        gw, model, body, params, key = await _prepare(request, COMPLETIONS)
         prompt = body.get("prompt")
         if not isinstance(prompt, str | list) or not prompt:
             raise InvalidRequest("prompt must be a string or an array of strings", param="prompt")
@@ -117,10 +122,9 @@ async def completions(request: Request) -> Response:
                 "usage": chat["usage"],
             }
         else:
-            extra = {k: v for k, v in body.items() if k not in ("model", "prompt", "stream")}
             try:
                 response = await load_litellm().atext_completion(
-                    prompt=prompt, **_litellm_kwargs(model, key), **extra
+                    prompt=prompt, **_litellm_kwargs(model, key), **params
                 )
                 result = response.model_dump(exclude_none=True)
             except Exception as exc:

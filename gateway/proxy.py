@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +17,13 @@ from categories.classifier import Classification
 from categories.load import Effective, acceptance, adapt
 from categories.policy import DEFAULT, Policy
 from embeddings.protocol import Vectors
+from gateway.body import read_json
 from gateway.cache import Hit
-from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, ModelNotFound
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.events import HitUpdate
 from gateway.keys import RequestKey, parse_chat
 from gateway.misses import Storer, json_miss, stream_miss
+from gateway.params import requested_model
 from gateway.settings import ModelSettings
 from gateway.sse import hit_body, hit_stream
 from gateway.state import Gateway, Outcome, account, record
@@ -30,22 +32,7 @@ from gateway.tenants import Caller
 
 logger = logging.getLogger(__name__)
 
-
-async def read_json(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the request body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the request body is larger than {limit} bytes")
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+MAX_TTL_S = 10 * 366 * 86_400
 
 
 def _cache_control(request: Request) -> tuple[bool, bool, float | None]:
@@ -56,9 +43,12 @@ def _cache_control(request: Request) -> tuple[bool, bool, float | None]:
         try:
             ttl = float(ttl_header)
         except ValueError:
-            raise InvalidRequest("x-cache-ttl must be a number of seconds") from None
-        if ttl <= 0:
-            raise InvalidRequest("x-cache-ttl must be positive")
+            ttl = math.nan
+        if not 0 < ttl <= MAX_TTL_S:  # also false for NaN
+            raise InvalidRequest(
+                f"x-cache-ttl must be a number of seconds from 0 to {MAX_TTL_S}",
+                param="x-cache-ttl",
+            )
     return "no-cache" in directives, "no-store" in directives, ttl
 
 
@@ -82,12 +72,14 @@ async def chat_completions(request: Request) -> Response:
         caller = gw.tenancy.identify(
             request.headers.get("authorization"), request.headers.get("x-cache-namespace")
         )
-        body = await read_json(request, gw.settings.server.max_body_bytes)
-        key = parse_chat(body, cache_tools=gw.settings.cache.cache_tools)
-        model = gw.models.get(key.model)
-        if model is None:
-            raise ModelNotFound(f"the model {key.model!r} does not exist", param="model")
         no_cache, no_store, ttl = _cache_control(request)
+        server = gw.settings.server
+        body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
+        model = requested_model(gw.models, body)
+        key = parse_chat(
+            body, cache_tools=gw.settings.cache.cache_tools, extra_params=model.allow_params
+        )
+        body = {"model": key.model, "messages": body["messages"], **key.params}  # all that goes on
     except GatewayError as exc:
         return exc.response()
     outcome = Outcome(caller, key, started, model=model.litellm_model)

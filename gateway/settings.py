@@ -11,6 +11,7 @@ Secrets never appear here: models name the environment variable that holds their
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -27,6 +28,7 @@ from categories.policy import PolicyError, PolicySet, load_policies
 from embeddings.batcher import BatchLimits
 from embeddings.runtime import EmbedderOptions
 from gateway.index import IndexParams
+from gateway.params import valid_extra
 from gateway.store.database import sqlite_path
 
 DEFAULT_STORE_URL = "sqlite:///gateway.db"
@@ -52,10 +54,18 @@ class ServerSettings:
     max_body_bytes: int = 1_048_576
     access_log: bool = True  # one JSON line per request on stderr
     log_prompts: bool = False  # include the prompt in those lines
+    body_timeout_s: float = 30.0  # a body must arrive within this (else 408)
+    header_timeout_s: float = 10.0  # request headers must arrive within this (else closed)
+    idle_timeout_s: float = 5.0  # a keep-alive connection idle this long is closed
+    event_queue: int = 10_000  # request events waiting to be written; more are dropped
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "server.port must be between 1 and 65535")
         _check(self.max_body_bytes > 0, "server.max_body_bytes must be positive")
+        for name in ("body_timeout_s", "header_timeout_s", "idle_timeout_s"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value > 0, f"server.{name} must be positive")
+        _check(self.event_queue >= 1, "server.event_queue must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -126,9 +136,17 @@ class ModelSettings:
     api_key_env: str | None = None
     tier: str = "small"
     timeout_s: float = 60.0
+    # Request parameters beyond the OpenAI API's that clients may send to this model (for
+    # example a provider's `top_k`). Transport, credential and pricing options never pass.
+    allow_params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "models.name must not be empty")
+        for name in self.allow_params:
+            _check(
+                valid_extra(name),
+                f"models.allow_params: {name!r} may not be set by clients (model {self.name!r})",
+            )
         _check(
             self.tier in ("small", "large"),
             f"models.tier must be small or large (model {self.name!r})",

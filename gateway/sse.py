@@ -94,6 +94,7 @@ class StreamCollector:
         self.usage: dict[str, Any] | None = None
         self.model = ""
         self.id = ""
+        self.substantive = False  # content, a refusal or a tool call has arrived
 
     def add(self, chunk: dict[str, Any]) -> None:
         self.model = chunk.get("model") or self.model
@@ -101,9 +102,13 @@ class StreamCollector:
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if str(delta.get("content") or "").strip() or any(
+                delta.get(k) for k in ("refusal", "tool_calls", "function_call")
+            ):
+                self.substantive = True
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
             if delta.get("content"):
                 self.content.append(delta["content"])
             if choice.get("finish_reason"):

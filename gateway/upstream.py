@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from gateway.params import CHAT, never_allowed
 from gateway.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,15 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     return float(prompt_cost + completion_cost)
 
 
-def _forwarded(body: dict[str, Any]) -> dict[str, Any]:
+def _forwarded(model: ModelSettings, body: dict[str, Any]) -> dict[str, Any]:
+    """The checked parameters of `body` (see `gateway.params`), filtered once more here, the
+    last step before LiteLLM: nothing outside the allow-list ever becomes a keyword."""
     skip = {"model", "messages", "stream", "stream_options"}
-    return {k: v for k, v in body.items() if k not in skip}
+    return {
+        k: v
+        for k, v in body.items()
+        if k not in skip and (k in CHAT or k in model.allow_params) and not never_allowed(k)
+    }
 
 
 class LiteLLMUpstream:
@@ -75,7 +82,7 @@ class LiteLLMUpstream:
             "messages": body["messages"],
             "timeout": model.timeout_s,
             "num_retries": 0,
-            **_forwarded(body),
+            **_forwarded(model, body),
         }
         if model.api_base:
             kwargs["api_base"] = model.api_base
@@ -99,8 +106,7 @@ class LiteLLMUpstream:
         self, model: ModelSettings, body: dict[str, Any], api_key: str | None
     ) -> AsyncGenerator[Chunk, None]:
         kwargs = self._kwargs(model, body, api_key)
-        options = body.get("stream_options") or {}
-        kwargs["stream_options"] = {**options, "include_usage": True}
+        kwargs["stream_options"] = {"include_usage": True}  # the gateway accounts every stream
         try:
             response = await self._litellm.acompletion(stream=True, **kwargs)
             async for chunk in response:

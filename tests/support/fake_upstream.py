@@ -2,7 +2,9 @@
 
 Answers deterministically from the prompt. Markers in the last user message choose a
 failure: [[429]], [[500]], [[garbage]] (a body that is not JSON), [[slow:SECONDS]],
-[[length]] (finish_reason "length"), [[cut]] (a stream that stops without finishing).
+[[length]] (finish_reason "length"), [[cut]] (a stream that stops without finishing),
+[[html]] (an HTML page with status 200, as a misconfigured proxy sends), [[empty]] (a
+complete answer with no content).
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def _app(state: FakeUpstream) -> Starlette:
             return JSONResponse({"error": {"message": "slow down", "type": "rate_limit"}}, 429)
         if "[[500]]" in prompt:
             return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
+        if "[[html]]" in prompt:
+            return Response("<html><body>Sign in</body></html>", 200, media_type="text/html")
         if "[[garbage]]" in prompt:
             return Response("<html>not json</html>", 200, media_type="application/json")
-        text = answer_for(prompt)
+        text = "" if "[[empty]]" in prompt else answer_for(prompt)
         finish = "length" if "[[length]]" in prompt else "stop"
         usage = {
             "prompt_tokens": 20,
@@ -81,7 +85,7 @@ def _app(state: FakeUpstream) -> Starlette:
             chunk = {**base, "object": "chat.completion.chunk"}
             first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
             yield f"data: {json.dumps({**chunk, 'choices': [first]})}\n\n".encode()
-            for word in text.split(" "):
+            for word in text.split(" ") if text else []:
                 delta = {"index": 0, "delta": {"content": word + " "}}
                 yield f"data: {json.dumps({**chunk, 'choices': [delta]})}\n\n".encode()
             if "[[cut]]" in prompt:

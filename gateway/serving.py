@@ -1,0 +1,74 @@
+"""Running the app under uvicorn, with deadlines for slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from gateway.settings import ServerSettings
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for request headers.
+
+    uvicorn closes a connection that stays idle between requests, but any byte postpones
+    that, so a client trickling a header a byte at a time would hold a connection for ever.
+    Here the headers of each request must be complete within `header_timeout` seconds of
+    the connection opening or the previous response ending; the body has its own deadline
+    (`server.body_timeout_s`, a 408 from the route)."""
+
+    header_timeout = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE:
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def guarded_protocol(header_timeout: float) -> type[GuardedH11]:
+    return type("GuardedH11", (GuardedH11,), {"header_timeout": header_timeout})
+
+
+def uvicorn_config(app: Any, server: ServerSettings, **options: Any) -> uvicorn.Config:
+    """The uvicorn configuration for `app`: one worker, the server's deadlines."""
+    return uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        http=guarded_protocol(server.header_timeout_s),
+        timeout_keep_alive=max(1, round(server.idle_timeout_s)),
+        workers=1,
+        **options,
+    )
