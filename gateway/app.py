@@ -28,7 +28,8 @@ from gateway.admin.auth import AdminAuth
 from gateway.admin.policies import with_overrides
 from gateway.cache import SemanticCache
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
-from gateway.events import EventWriter
+from gateway.events import EventWriter, journal_dir
+from gateway.journal import Journal
 from gateway.middleware import CatchErrors
 from gateway.observe import Metrics
 from gateway.passthrough import completions, embeddings
@@ -94,12 +95,16 @@ def create_app(
         )
         classifier = await loop.run_in_executor(executor, _classifier, policies, model)
         metrics = Metrics()
+        journal = journal_dir(settings.store.resolved_index_dir())
         events = EventWriter(
             store,
             executor=executor,
             capacity=settings.server.event_queue,
             on_drop=metrics.events_dropped.inc,
+            journal=Journal(journal) if journal is not None else None,
         )
+        if replayed := await events.replay():
+            logger.warning("wrote %d request events a crash had left in the journal", replayed)
         app.state.gateway = Gateway(
             settings=settings,
             cache=cache,

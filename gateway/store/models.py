@@ -128,3 +128,13 @@ class PolicyOverride(Base):
     category: Mapped[str] = mapped_column(String(64), primary_key=True)
     policy_json: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class JournalSegment(Base):
+    """A segment of the event journal whose events are committed: replaying the journal
+    after a crash skips it, so no event is written twice."""
+
+    __tablename__ = "journal_segments"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    written_at: Mapped[float] = mapped_column(Float)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from gateway.settings import Settings, SettingsError
 from tests.gateway.conftest import AppFactory, chat, count_entries, request_events
 from tests.support.fake_upstream import FakeUpstream
 
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]
 
 PROVIDER_OPTIONS: list[tuple[str, Any]] = [
     ("base_url", "http://127.0.0.1:9/v1"),
