@@ -234,6 +234,7 @@ async def _asgi(
         raise AssertionError("unreachable")
 
     async def send(message: Message) -> None:
+        await asyncio.sleep(0)  # as a socket does, sending lets other tasks run
         if timeline is not None and b"[DONE]" in message.get("body", b""):
             timeline.append("done")
         sent.append(message)
