@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.settings import ModelSettings, Settings
 from gateway.store.models import CacheEntry, RequestEvent
 from gateway.upstream import SimulatedUpstream, SimulationProfile
+from tests.support.embedders import Memoized
 from tests.support.fake_upstream import FakeUpstream, serve_fake_upstream
 
 AppFactory = Callable[..., AbstractContextManager[TestClient]]
@@ -52,11 +53,17 @@ def gateway_settings(db: Path, upstream: FakeUpstream, **sections: Any) -> Setti
     return Settings.from_dict(raw, {})
 
 
+@pytest.fixture(scope="session")
+def app_embedder(embedder: OnnxEmbedder) -> Memoized:
+    """The real model, remembered across the apps the tests build (see `Memoized`)."""
+    return Memoized(embedder)
+
+
 @pytest.fixture
 def make_app(
     tmp_path: Path,
     upstream: FakeUpstream,
-    embedder: OnnxEmbedder,
+    app_embedder: Memoized,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AppFactory:
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-upstream")
@@ -68,7 +75,7 @@ def make_app(
         settings = gateway_settings(db or tmp_path / "gateway.db", upstream, **sections)
         app = create_app(
             settings,
-            embedder=embedder_ or embedder,
+            embedder=embedder_ or app_embedder,
             salt=b"test-salt",
             simulated=SimulatedUpstream(SimulationProfile(0.0, 0.0)),
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from embeddings.protocol import Vectors
 from embeddings.runtime import OnnxEmbedder
 
@@ -25,3 +27,20 @@ class Wrapped:
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         return self.inner.embed(texts)
+
+
+class Memoized(Wrapped):
+    """The real model, remembering every text it has embedded: apps built one after the
+    other in the tests embed the category prototypes (and common prompts) once, not once
+    per app. The vectors are the model's own."""
+
+    def __init__(self, inner: OnnxEmbedder) -> None:
+        super().__init__(inner)
+        self._seen: dict[str, Vectors] = {}
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._seen))
+        if missing:
+            for text, vector in zip(missing, self.inner.embed(missing), strict=True):
+                self._seen[text] = vector
+        return np.stack([self._seen[t] for t in texts]) if texts else self.inner.embed(texts)
