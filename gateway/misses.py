@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import numpy as np
-from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -150,9 +149,8 @@ async def json_miss(
     finally:
         if store is not None:
             store.finish(completion)
-    return JSONResponse(
-        completion, headers=outcome.headers(), background=BackgroundTask(record, gw, outcome)
-    )
+    record(gw, outcome)
+    return JSONResponse(completion, headers=outcome.headers())
 
 
 @contextlib.contextmanager
@@ -222,6 +220,7 @@ class _Relay:
         self.first_token: float | None = None
         self.completion: dict[str, Any] | None = None
         self.closed = False
+        self.recorded = False
         gw.load.started(model.name)
 
     async def start(self) -> None:
@@ -255,6 +254,7 @@ class _Relay:
             self.completion = completion
             if self.store is not None:
                 await self.store.save(completion, self.outcome)  # durable before [DONE]
+            self._record()
             yield event("[DONE]")
         except GatewayError as exc:
             self.outcome.kind = "error"
@@ -271,8 +271,6 @@ class _Relay:
         with anyio.CancelScope(shield=True):
             elapsed = time.perf_counter() - self.began
             self.gw.load.finished(self.model.name, self.first_token or elapsed, status=status)
-            self.outcome.upstream_ms = elapsed * 1000
-            self.outcome.response_id = self.collector.id or None
             try:
                 await self.upstream.aclose()
             finally:
@@ -280,7 +278,14 @@ class _Relay:
                     account(self.outcome, self.model, self.collector.usage)
                 if self.store is not None:
                     self.store.finish(self.completion)
-                await record(self.gw, self.outcome)
+                self._record()
+
+    def _record(self) -> None:
+        if not self.recorded:
+            self.recorded = True
+            self.outcome.upstream_ms = (time.perf_counter() - self.began) * 1000
+            self.outcome.response_id = self.collector.id or None
+            record(self.gw, self.outcome)
 
 
 class _RelayResponse(StreamingResponse):

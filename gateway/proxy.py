@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -107,9 +106,8 @@ async def chat_completions(request: Request) -> Response:
         return await json_miss(gw, model, body, key, outcome, store)
     except GatewayError as exc:
         outcome.kind = "error"
-        response = exc.response()
-        response.background = BackgroundTask(record, gw, outcome)
-        return response
+        record(gw, outcome)
+        return exc.response()
 
 
 async def _lookup(
@@ -216,12 +214,11 @@ def _reply_from_cache(
         completion_tokens=outcome.completion_tokens,
     )
     outcome.response_id = body["id"]
-    background = BackgroundTask(record, gw, outcome)
+    record(gw, outcome)
     if key.stream:
         return StreamingResponse(
             hit_stream(body, include_usage=key.include_usage),
             media_type="text/event-stream",
             headers=outcome.headers(),
-            background=background,
         )
-    return JSONResponse(body, headers=outcome.headers(), background=background)
+    return JSONResponse(body, headers=outcome.headers())

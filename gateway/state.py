@@ -94,8 +94,10 @@ def account(outcome: Outcome, model: ModelSettings, usage: dict[str, Any] | None
     outcome.cost_usd = price(model.litellm_model, outcome.prompt_tokens, outcome.completion_tokens)
 
 
-async def record(gw: Gateway, outcome: Outcome) -> None:
-    """The request's event row (written in batches), its metrics and its log line."""
+def record(gw: Gateway, outcome: Outcome) -> None:
+    """The request's event row (journaled now, written in batches), its metrics and its log
+    line. Called before the answer is acknowledged, so an acknowledged request always has
+    its event, even if the process is killed the next moment."""
     event = NewEvent(
         ts=time.time(),
         tenant=outcome.caller.tenant,

@@ -260,6 +260,10 @@ def test_acknowledged_answers_survive_repeated_kill_9(
     lost = lost_answers(config, acks)
     with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as db:
         integrity = [row[0] for row in db.execute("PRAGMA integrity_check")]
+        # every acknowledged miss has its event row: journaled before it was acknowledged
+        (miss_events,) = db.execute(
+            "SELECT count(*) FROM request_events WHERE outcome = 'miss'"
+        ).fetchone()
 
     acked = Counter(ack.kind for ack in acks)
     missing = Counter(ack.kind for ack, _ in lost)
@@ -277,3 +281,4 @@ def test_acknowledged_answers_survive_repeated_kill_9(
     assert acked["json"] and acked["stream"], f"nothing to check: {summary}"
     print(summary)  # the counts, in the log of a passing run too (pytest -rP)
     assert not lost, summary
+    assert miss_events >= len(acks), f"{miss_events} miss events for {len(acks)} acknowledged"
