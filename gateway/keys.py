@@ -43,26 +43,47 @@ def _sha(value: object) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-def _content_text(content: Any, where: str) -> tuple[str, bool]:
+# Content parts by type, and the field each must carry (an object, or text).
+PARTS = {
+    "text": ("text", str),
+    "image_url": ("image_url", dict),
+    "input_audio": ("input_audio", dict),
+    "file": ("file", dict),
+    "refusal": ("refusal", str),
+}
+
+
+def _valid_part(part: Any) -> bool:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if not isinstance(kind, str) or kind not in PARTS:
+        return False
+    field, shape = PARTS[kind]
+    return isinstance(part.get(field), shape)
+
+
+def _content_text(content: Any, where: str, *, required: bool) -> tuple[str, bool]:
     """The text of a message's content and whether it is text only."""
     if content is None:
+        if required:
+            raise InvalidRequest(f"{where} is required", param=where)
         return "", True
     if isinstance(content, str):
         return content, True
-    if isinstance(content, list):
+    if isinstance(content, list) and content:
         texts: list[str] = []
         only_text = True
         for i, part in enumerate(content):
-            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            if not _valid_part(part):
                 raise InvalidRequest(
-                    f"{where}[{i}] must be an object with a type", param=f"{where}[{i}]"
+                    f"{where}[{i}] must be a content part ({', '.join(PARTS)}) with its field",
+                    param=f"{where}[{i}]",
                 )
-            if part["type"] == "text" and isinstance(part.get("text"), str):
+            if part["type"] == "text":
                 texts.append(part["text"])
             else:
                 only_text = False
         return "\n".join(texts), only_text
-    raise InvalidRequest(f"{where} must be a string or an array of parts", param=where)
+    raise InvalidRequest(f"{where} must be a string or a non-empty array of parts", param=where)
 
 
 TOOL_PARAMS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
@@ -93,8 +114,23 @@ def parse_chat(
                 f"messages[{i}].role must be one of {', '.join(ROLES)}",
                 param=f"messages[{i}].role",
             )
-        text, plain = _content_text(message.get("content"), f"messages[{i}].content")
-        only_text = only_text and plain and not message.get("tool_calls")
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None and (role != "assistant" or not isinstance(tool_calls, list)):
+            raise InvalidRequest(
+                f"messages[{i}].tool_calls must be an array on an assistant message",
+                param=f"messages[{i}].tool_calls",
+            )
+        for name in ("name", "tool_call_id"):
+            if message.get(name) is not None and not isinstance(message[name], str):
+                raise InvalidRequest(
+                    f"messages[{i}].{name} must be a string", param=f"messages[{i}].{name}"
+                )
+        text, plain = _content_text(
+            message.get("content"),
+            f"messages[{i}].content",
+            required=role != "assistant" or not (tool_calls or message.get("function_call")),
+        )
+        only_text = only_text and plain and not tool_calls
         turns.append((role, text))
     stream = body.get("stream") or False
     options = body.get("stream_options") or {}

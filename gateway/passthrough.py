@@ -50,20 +50,25 @@ def _litellm_kwargs(model: ModelSettings, key: str | None) -> dict[str, Any]:
     return kwargs
 
 
+def _texts(value: Any, name: str) -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(texts, list)
+        or not 0 < len(texts) <= MAX_INPUTS
+        or not all(isinstance(t, str) for t in texts)
+    ):
+        raise InvalidRequest(
+            f"{name} must be a string or an array of 1 to {MAX_INPUTS} strings "
+            "(token arrays are not supported)",
+            param=name,
+        )
+    return texts
+
+
 async def embeddings(request: Request) -> Response:
     try:
         gw, model, body, params, key = await _prepare(request, EMBEDDINGS)
-        texts = body.get("input")
-        if isinstance(texts, str):
-            texts = [texts]
-        if (
-            not isinstance(texts, list)
-            or not 0 < len(texts) <= MAX_INPUTS
-            or not all(isinstance(t, str) for t in texts)
-        ):
-            raise InvalidRequest(
-                f"input must be a string or an array of 1 to {MAX_INPUTS} strings", param="input"
-            )
+        texts = _texts(body.get("input"), "input")
         if model.litellm_model.startswith(SIMULATED_PREFIX):
             vectors = await asyncio.get_running_loop().run_in_executor(
                 None, gw.cache.embedder.embed, texts
@@ -95,14 +100,13 @@ async def completions(request: Request) -> Response:
     try:
         gw, model, body, params, key = await _prepare(request, COMPLETIONS)
         prompt = body.get("prompt")
-        if not isinstance(prompt, str | list) or not prompt:
-            raise InvalidRequest("prompt must be a string or an array of strings", param="prompt")
+        prompts = _texts(prompt, "prompt")
         if body.get("stream"):
             raise InvalidRequest(
                 "streaming is supported on /v1/chat/completions only", param="stream"
             )
         if model.litellm_model.startswith(SIMULATED_PREFIX):
-            text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+            text = " ".join(prompts)
             chat = await gw.router.for_model(model).complete(
                 model, {"messages": [{"role": "user", "content": text}]}, key
             )
