@@ -219,6 +219,7 @@ def _typed(name: str, table: Mapping[str, Any]) -> dict[str, Any]:
             _require(isinstance(value, bool), f"{where} must be true or false")
         elif hint in (int, float):
             ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and abs(value) < 2**63  # false for NaN, infinities and huge TOML integers
             whole = ok and (hint is float or float(value).is_integer())
             _require(whole, f"{where} must be a number" + (" of entries" if hint is int else ""))
             value = hint(value)

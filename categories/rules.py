@@ -33,7 +33,7 @@ class Rule:
         self.pattern = pattern
         try:
             self._compiled = re2.compile(pattern, _options())
-        except re2.error as exc:
+        except (re2.error, UnicodeEncodeError) as exc:
             raise RuleError(str(exc) or "not a pattern RE2 accepts") from None
 
     def search(self, text: str) -> bool:

@@ -6,17 +6,30 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.admin.common import admin, gateway, json_object, number, page, page_limit, text
+from gateway.admin.common import (
+    admin,
+    gateway,
+    integer,
+    json_object,
+    number,
+    page,
+    page_limit,
+    path_integer,
+    query,
+    text,
+)
 from gateway.errors import InvalidRequest, NotFound
 from gateway.store.models import CacheEntry
 
 FILTERS = ("tenant", "namespace", "category", "model")
+MAX_Q = 4096  # characters of a semantic search
 
 
 def _view(row: CacheEntry, *, full: bool = False) -> dict[str, Any]:
@@ -44,19 +57,21 @@ def _view(row: CacheEntry, *, full: bool = False) -> dict[str, Any]:
     return view
 
 
-def _conditions(source: Any, now: float) -> list[ColumnElement[bool]]:
+def _filters(source: Mapping[str, Any]) -> dict[str, str]:
+    """The text filters given: tenant, namespace, category, model."""
+    values = {name: text(source, name) for name in FILTERS}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _conditions(source: Mapping[str, Any], now: float) -> list[ColumnElement[bool]]:
     """Filters shared by listing and purging: tenant, namespace, category, model, and age."""
-    where: list[ColumnElement[bool]] = []
     columns = {
         "tenant": CacheEntry.tenant,
         "namespace": CacheEntry.namespace,
         "category": CacheEntry.category,
         "model": CacheEntry.model_family,
     }
-    for name, column in columns.items():
-        value = text(source, name)
-        if value is not None:
-            where.append(column == value)
+    where = [columns[name] == value for name, value in _filters(source).items()]
     older = number(source, "older_than_s", minimum=0)
     if older is not None:
         where.append(CacheEntry.created_at <= now - older)
@@ -70,23 +85,25 @@ def _conditions(source: Any, now: float) -> list[ColumnElement[bool]]:
 async def list_entries(request: Request) -> Response:
     """Filtered, paginated by id (`after`); with `q`, the nearest entries to that text."""
     gw = gateway(request)
-    params = request.query_params
+    params = query(request)
     where = _conditions(params, time.time())
-    limit = page_limit(request)
-    query = text(params, "q")
+    limit = page_limit(params)
+    search = text(params, "q", max_length=MAX_Q)
+    after = integer(params, "after", minimum=0) or 0
     loop = asyncio.get_running_loop()
     store = gw.cache.store
-    if query is not None:
-        if not query.strip():
+    if search is not None:
+        if not search.strip():
             raise InvalidRequest("q must not be empty", param="q")
-        vector = await gw.batcher.embed(query)
+        vector = await gw.batcher.embed(search)
+        filters = _filters(params)
         partitions = [
             p
             for p in await loop.run_in_executor(None, store.partitions)
             if all(
-                getattr(p, f) == params[f]
+                getattr(p, f) == filters[f]
                 for f in ("tenant", "namespace", "category")
-                if f in params
+                if f in filters
             )
         ]
         nearest = await gw.cache.nearest(partitions, vector, limit * 4)
@@ -104,7 +121,6 @@ async def list_entries(request: Request) -> Response:
             for row in await loop.run_in_executor(None, rows_near)
         ]
         return JSONResponse({"object": "list", "data": data, "has_more": False, "next_after": None})
-    after = number(params, "after", kind=int, minimum=0) or 0
 
     def rows_page() -> list[CacheEntry]:
         with store.session() as session:
@@ -120,18 +136,11 @@ async def list_entries(request: Request) -> Response:
     return JSONResponse(page([_view(row) for row in rows], limit))
 
 
-def _entry_id(request: Request) -> int:
-    raw = request.path_params["entry_id"]
-    if not raw.isdigit():
-        raise InvalidRequest("the entry id must be a positive integer", param="entry_id")
-    return int(raw)
-
-
 @admin
 async def entry(request: Request) -> Response:
     """GET one entry with its request and response; DELETE it from store and index."""
     gw = gateway(request)
-    entry_id = _entry_id(request)
+    entry_id = path_integer(request, "entry_id")
     loop = asyncio.get_running_loop()
     if request.method == "DELETE":
         removed = await gw.cache.remove(CacheEntry.id == entry_id)

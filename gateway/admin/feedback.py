@@ -13,10 +13,14 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.admin.common import gateway, json_object, number, text
-from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.admin.common import gateway, integer, json_object, text
+from gateway.errors import GatewayError, InvalidRequest, NotFound, Unauthorized
+from gateway.state import Gateway
 from gateway.store.models import CacheEntry, Feedback, RequestEvent
 from gateway.store.queries import Store
+
+MAX_NOTE = 4096
+MAX_RESPONSE_ID = 128  # the column's width
 
 
 @dataclass(frozen=True)
@@ -86,21 +90,29 @@ async def feedback(request: Request) -> Response:
         return exc.response()
 
 
+def _judge(gw: Gateway, request: Request) -> str | None:
+    """Who is judging: None for an operator (the admin token), else the tenant of the key.
+    A caller without a key is refused; an anonymous pool is shared, so no one owns it."""
+    authorization = request.headers.get("authorization")
+    if gw.admin.valid(authorization):
+        return None
+    if not authorization:
+        raise Unauthorized("feedback needs the admin token or the API key the hit was served to")
+    return gw.tenancy.identify(authorization, None).tenant
+
+
 async def _feedback(request: Request) -> Response:
     gw = gateway(request)
-    authorization = request.headers.get("authorization")
-    tenant = None  # None: an operator
-    if not gw.admin.valid(authorization):
-        tenant = gw.tenancy.identify(authorization, None).tenant
+    tenant = _judge(gw, request)  # before the body is read
     body = await json_object(request)
     verdict = text(body, "verdict")
     if verdict not in ("wrong", "right"):
         raise InvalidRequest('verdict must be "wrong" or "right"', param="verdict")
-    entry_id = number(body, "entry_id", kind=int, minimum=1)
-    response_id = text(body, "response_id")
+    entry_id = integer(body, "entry_id", minimum=1)
+    response_id = text(body, "response_id", max_length=MAX_RESPONSE_ID)
     if entry_id is None and response_id is None:
         raise InvalidRequest("name the hit: entry_id or response_id", param="entry_id")
-    note = text(body, "note") or ""
+    note = text(body, "note", max_length=MAX_NOTE) or ""
     loop = asyncio.get_running_loop()
     store = gw.cache.store
     await gw.events.flush()  # the hit being judged may have just been served

@@ -8,55 +8,137 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.admin.common import admin
+from categories.policy import EVICTIONS
+from gateway.admin.common import MAX_ID, MAX_PAGE, MAX_TEXT, admin
+from gateway.admin.entries import MAX_Q
+from gateway.admin.feedback import MAX_NOTE, MAX_RESPONSE_ID
+from gateway.admin.policies import MAX_EXAMPLE_CHARS, MAX_EXAMPLES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 OBJECT = {"type": "object"}
+TEXT = {"type": "string", "maxLength": MAX_TEXT}
+SECONDS = {"type": "number", "minimum": 0}
+COSINE = {"type": "number", "exclusiveMinimum": -1, "maximum": 1}
+EXAMPLES = {
+    "type": "array",
+    "maxItems": MAX_EXAMPLES,
+    "items": {"type": "string", "maxLength": MAX_EXAMPLE_CHARS},
+}
+STATUS = {
+    "200": "OK",
+    "201": "created",
+    "400": "invalid",
+    "401": "no valid token",
+    "404": "not found",
+    "408": "the body did not arrive in time",
+    "413": "the body is too large",
+}
 
 
-def _param(name: str, where: str, kind: str, description: str) -> dict[str, Any]:
+def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": where,
         "required": where == "path",
-        "schema": {"type": kind},
+        "schema": schema,
         "description": description,
     }
 
 
 def _op(
-    summary: str, *, params: list[dict[str, Any]] | None = None, body: bool = False, ok: str = "200"
+    summary: str,
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    ok: tuple[str, ...] = ("200",),
+    errors: tuple[str, ...] = ("400",),
 ) -> dict[str, Any]:
+    """One operation: its `ok` statuses answer an object, the rest (and 401) an Error."""
+    statuses = [*ok, *errors, "401", *(("408", "413") if body else ())]
     op: dict[str, Any] = {
         "summary": summary,
         "security": [{"bearer": []}],
         "responses": {
-            ok: {"description": "OK", "content": {"application/json": {"schema": OBJECT}}},
-            "400": {"description": "invalid", "content": {"application/json": {"schema": ERROR}}},
-            "401": {
-                "description": "no valid token",
-                "content": {"application/json": {"schema": ERROR}},
-            },
+            status: {
+                "description": STATUS[status],
+                "content": {"application/json": {"schema": OBJECT if status in ok else ERROR}},
+            }
+            for status in sorted(statuses)
         },
     }
     if params:
         op["parameters"] = params
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": OBJECT}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
 
 
-TIME = "Unix seconds or ISO 8601 (UTC unless a zone is given)"
+TIME = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
+TIME_TEXT = "Unix seconds or ISO 8601 (UTC unless a zone is given)"
+FILTER_FIELDS = {
+    "tenant": "tenant id (salted key hash)",
+    "namespace": "namespace",
+    "category": "category",
+    "model": "model name clients asked for",
+}
+AGE_FIELDS = {
+    "older_than_s": "created at least this many seconds ago",
+    "newer_than_s": "created at most this many seconds ago",
+}
 FILTERS = [
-    _param("tenant", "query", "string", "tenant id (salted key hash)"),
-    _param("namespace", "query", "string", "namespace"),
-    _param("category", "query", "string", "category"),
-    _param("model", "query", "string", "model name clients asked for"),
-    _param("older_than_s", "query", "number", "created at least this many seconds ago"),
-    _param("newer_than_s", "query", "number", "created at most this many seconds ago"),
+    *(_param(name, "query", TEXT, text) for name, text in FILTER_FIELDS.items()),
+    *(_param(name, "query", SECONDS, text) for name, text in AGE_FIELDS.items()),
 ]
-CATEGORY = _param("category", "path", "string", "category name")
-ENTRY = _param("entry_id", "path", "integer", "entry id")
+CATEGORY = _param(
+    "category",
+    "path",
+    {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+    "category name",
+)
+ENTRY = _param("entry_id", "path", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "entry id")
+POLICY = {
+    "type": "object",
+    "description": "Fields of a policy (as GET shows it); `name` must match the path",
+    "properties": {
+        "object": {"const": "policy"},
+        "name": CATEGORY["schema"],
+        "overridden": {"type": "boolean"},
+        "enabled": {"type": "boolean"},
+        "threshold": COSINE,
+        "threshold_floor": COSINE,
+        "ttl_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "ttl_ceiling_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "quota": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        "eviction": {"enum": list(EVICTIONS)},
+        "max_temperature": {"type": "number", "minimum": 0},
+        "guard": {"type": "boolean"},
+        "rules": EXAMPLES,
+        "prototypes": EXAMPLES,
+        "description": {"type": "string", "maxLength": MAX_EXAMPLE_CHARS},
+    },
+    "additionalProperties": False,
+}
+PURGE = {
+    "type": "object",
+    "description": "At least one filter, or `all`",
+    "properties": {
+        **dict.fromkeys(FILTER_FIELDS, TEXT),
+        **dict.fromkeys(AGE_FIELDS, SECONDS),
+        "all": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+FEEDBACK = {
+    "type": "object",
+    "properties": {
+        "verdict": {"enum": ["wrong", "right"]},
+        "entry_id": ENTRY["schema"],
+        "response_id": {"type": "string", "maxLength": MAX_RESPONSE_ID},
+        "note": {"type": "string", "maxLength": MAX_NOTE},
+    },
+    "required": ["verdict"],
+    "anyOf": [{"required": ["entry_id"]}, {"required": ["response_id"]}],
+}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -66,9 +148,11 @@ DOCUMENT: dict[str, Any] = {
         "schemas": {
             "Error": {
                 "type": "object",
+                "required": ["error"],
                 "properties": {
                     "error": {
                         "type": "object",
+                        "required": ["message", "type", "param", "code"],
                         "properties": {
                             "message": {"type": "string"},
                             "type": {"type": "string"},
@@ -81,59 +165,93 @@ DOCUMENT: dict[str, Any] = {
         },
     },
     "paths": {
-        "/admin/openapi.json": {"get": _op("This document")},
+        "/admin/openapi.json": {"get": _op("This document", errors=())},
         "/admin/stats": {
             "get": _op(
                 "Requests, hits, misses, bypasses, savings, added latency and false hits, "
                 "in total and per category, tenant and model",
                 params=[
-                    _param("since", "query", "string", TIME),
-                    _param("until", "query", "string", TIME),
+                    _param("since", "query", TIME, TIME_TEXT + "; default until - 24 h"),
+                    _param("until", "query", TIME, TIME_TEXT + "; default now"),
                 ],
             )
         },
-        "/admin/policies": {"get": _op("Every category's policy in force")},
+        "/admin/policies": {"get": _op("Every category's policy in force", errors=())},
         "/admin/policies/{category}": {
-            "get": _op("One policy", params=[CATEGORY]),
+            "get": _op("One policy", params=[CATEGORY], errors=("400", "404")),
             "put": _op(
-                "Replace (or create) a policy; unset fields come from the policy file",
+                "Replace (or create: 201) a policy; unset fields come from the policy file",
                 params=[CATEGORY],
-                body=True,
+                body=POLICY,
+                ok=("200", "201"),
             ),
-            "patch": _op("Change some fields of a policy", params=[CATEGORY], body=True),
-            "delete": _op("Drop the run-time change: back to the policy file", params=[CATEGORY]),
+            "patch": _op(
+                "Change some fields of a policy",
+                params=[CATEGORY],
+                body=POLICY,
+                errors=("400", "404"),
+            ),
+            "delete": _op(
+                "Drop the run-time change: back to the policy file",
+                params=[CATEGORY],
+                errors=("400", "404"),
+            ),
         },
         "/admin/entries": {
             "get": _op(
                 "Cache entries, filtered and paginated by id, or the nearest to `q`",
                 params=[
                     *FILTERS,
-                    _param("q", "query", "string", "semantic search text"),
-                    _param("limit", "query", "integer", "page size, 1 to 500 (default 50)"),
-                    _param("after", "query", "integer", "the previous page's next_after"),
+                    _param(
+                        "q",
+                        "query",
+                        {"type": "string", "pattern": "\\S", "maxLength": MAX_Q},
+                        "semantic search text",
+                    ),
+                    _param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                        f"page size, 1 to {MAX_PAGE} (default 50)",
+                    ),
+                    _param(
+                        "after",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                        "the previous page's next_after",
+                    ),
                 ],
             )
         },
         "/admin/entries/{entry_id}": {
-            "get": _op("One entry, with its request and response", params=[ENTRY]),
-            "delete": _op("Delete one entry from the index and the store", params=[ENTRY]),
+            "get": _op(
+                "One entry, with its request and response", params=[ENTRY], errors=("400", "404")
+            ),
+            "delete": _op(
+                "Delete one entry from the index and the store",
+                params=[ENTRY],
+                errors=("400", "404"),
+            ),
         },
         "/admin/purge": {
             "post": _op(
                 "Delete entries by tenant, namespace, category, model, age, or all "
                 '({"all": true}); returns how many',
-                body=True,
+                body=PURGE,
             )
         },
         "/admin/feedback": {
             "post": _op(
                 "Mark a served hit wrong or right by entry_id or response_id (admin token, "
                 "or the tenant's own key); wrong demotes the entry",
-                body=True,
-                ok="201",
+                body=FEEDBACK,
+                ok=("201",),
+                errors=("400", "404"),
             )
         },
-        "/admin/upstreams": {"get": _op("Per model load and the thresholds it produces")},
+        "/admin/upstreams": {
+            "get": _op("Per model load and the thresholds it produces", errors=())
+        },
     },
 }
 

@@ -17,13 +17,15 @@ from starlette.responses import JSONResponse, Response
 
 from categories.classifier import Classifier
 from categories.policy import DEFAULT, Policy, PolicyError, PolicySet, parse_policy
-from gateway.admin.common import admin, gateway, json_object
+from gateway.admin.common import admin, gateway, integer, json_object, text
 from gateway.errors import InvalidRequest, NotFound
 from gateway.state import Gateway
 from gateway.store.models import PolicyOverride
 from gateway.store.queries import Store
 
 logger = logging.getLogger(__name__)
+MAX_EXAMPLES = 1000  # rules, or prototypes, in one policy
+MAX_EXAMPLE_CHARS = 4096  # of one rule, prototype or description
 
 
 def with_overrides(store: Store, policies: PolicySet) -> tuple[PolicySet, set[str]]:
@@ -112,10 +114,14 @@ async def policy(request: Request) -> Response:
         await _apply(gw, rebuilt.replace(restored) if restored else rebuilt)
         return JSONResponse({"object": "policy.deleted", "name": name, "restored": bool(restored)})
     body = await json_object(request)
-    body.pop("object", None)
-    body.pop("overridden", None)
+    # What GET shows besides the fields: a policy read may be written back as it is.
+    if body.pop("object", "policy") != "policy":
+        raise InvalidRequest('object must be "policy"', param="object")
+    if not isinstance(body.pop("overridden", False), bool):
+        raise InvalidRequest("overridden must be true or false", param="overridden")
     if body.pop("name", name) != name:
         raise InvalidRequest("name cannot be changed", param="name")
+    _check_bounds(body)
     if request.method == "PATCH" and current is None:
         raise NotFound(f"no category {name!r} (PUT creates one)", param="category")
     if request.method == "PUT":
@@ -132,6 +138,23 @@ async def policy(request: Request) -> Response:
     gw.overridden.add(name)
     await _apply(gw, policies)
     return JSONResponse(_view(gw, changed), status_code=201 if current is None else 200)
+
+
+def _check_bounds(body: dict[str, Any]) -> None:
+    """What `parse_policy` leaves open: how big a policy may be, and quota within 64 bits."""
+    integer(body, "quota", minimum=1)
+    text(body, "description", max_length=MAX_EXAMPLE_CHARS)
+    for field in ("rules", "prototypes"):
+        values = body.get(field)
+        if not isinstance(values, list):
+            continue  # parse_policy names the wrong type
+        if len(values) > MAX_EXAMPLES:
+            raise InvalidRequest(f"{field} must hold at most {MAX_EXAMPLES} items", param=field)
+        for i, value in enumerate(values):
+            if isinstance(value, str) and len(value) > MAX_EXAMPLE_CHARS:
+                raise InvalidRequest(
+                    f"{field}[{i}] must be at most {MAX_EXAMPLE_CHARS} characters", param=field
+                )
 
 
 def _field(message: str) -> str | None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.admin.common import admin, gateway, moment
+from gateway.admin.common import admin, gateway, moment, query
 from gateway.errors import InvalidRequest
 from gateway.store.models import Feedback, RequestEvent
 from gateway.store.queries import Store
@@ -103,8 +103,10 @@ def compute(store: Store, since: float, until: float) -> dict[str, Any]:
 async def stats(request: Request) -> Response:
     """Totals and breakdowns for `since` <= time < `until` (default: the last 24 hours)."""
     now = time.time()
-    until = moment(request, "until") or now
-    since = moment(request, "since")
+    params = query(request)
+    until = moment(params, "until")
+    until = until if until is not None else now
+    since = moment(params, "since")
     since = since if since is not None else until - 24 * 3600
     if since >= until:
         raise InvalidRequest("since must be before until", param="since")

@@ -64,6 +64,9 @@ def test_user_file_merges_field_by_field_and_adds_categories(tmp_path: Path) -> 
         ({"prototypes": "one"}, r"prototypes must be a list of strings"),
         ({"treshold": 0.9}, r"unknown setting 'treshold'"),
         ({"max_temperature": -1}, r"max_temperature"),
+        ({"threshold": 10**400}, r"threshold must be a number"),
+        ({"quota": 2**70}, r"quota must be a number of entries"),
+        ({"rules": ["\ud800"]}, r"rules\[0\] is not a linear-time regular expression"),
     ],
 )
 def test_invalid_policies_are_named(table: dict[str, object], message: str) -> None:

@@ -281,9 +281,16 @@ def test_feedback_demotes_a_wrong_hit_and_records_the_pair(
             headers={"authorization": "Bearer sk-mallory"},
         )
         assert stranger.status_code == 404
-        bad = client.post("/admin/feedback", json={"response_id": response_id, "verdict": "meh"})
+        bad = client.post(
+            "/admin/feedback",
+            json={"response_id": response_id, "verdict": "meh"},
+            headers={"authorization": "Bearer sk-alice"},
+        )
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "verdict"
-        assert client.post("/admin/feedback", json={"verdict": "wrong"}).status_code == 400
+        keyless = client.post("/admin/feedback", json={"response_id": response_id})
+        assert keyless.status_code == 401  # the shared anonymous tenant cannot judge
+        missing = client.post("/admin/feedback", json={"verdict": "wrong"}, headers=ADMIN)
+        assert missing.status_code == 400
         unknown = client.post(
             "/admin/feedback",
             json={"response_id": "chatcmpl-nope", "verdict": "wrong"},
