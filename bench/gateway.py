@@ -12,30 +12,18 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from bench.common import percentiles, print_table, shared_data, write_json
 from gateway.app import create_app
 from gateway.settings import Settings, default_model_cache
 from tests.support.fake_upstream import answer_for, serve_fake_upstream
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
+from tests.support.loopback import serve_on_loopback
 
 
 def _chat(text: str) -> dict[str, Any]:
@@ -145,20 +133,9 @@ def main() -> None:
             {},
         )
         os.environ["BENCH_KEY"] = "sk-bench"
-        sock = socket.socket()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn's own sockets
-        sock.bind(("127.0.0.1", 0))
-        server = _Server(uvicorn.Config(create_app(settings, salt=b"bench"), log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        if not server.ready.wait(120):
-            raise SystemExit("the gateway did not start")
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        try:
+        app = create_app(settings, salt=b"bench")
+        with serve_on_loopback(app, settings.server) as base:
             result = asyncio.run(run(base, pairs, args.clients, args.requests, upstream.calls))
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
     print_table(
         ["measure", "p50 ms", "p95 ms", "mean ms"],
         [

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from embeddings.runtime import OnnxEmbedder
 from gateway.app import create_app
-from gateway.serving import uvicorn_config
 from tests.gateway.conftest import gateway_settings
 from tests.support.fake_upstream import FakeUpstream
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
+from tests.support.loopback import serve_on_loopback
 
 
 @contextmanager
@@ -33,19 +21,8 @@ def _serving(tmp_path: Path, upstream: FakeUpstream, embedder: OnnxEmbedder) -> 
     server_section = {"header_timeout_s": 0.3, "body_timeout_s": 0.3}
     settings = gateway_settings(tmp_path / "gateway.db", upstream, server=server_section)
     app = create_app(settings, embedder=embedder, salt=b"test-salt")
-    sock = socket.socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = _Server(uvicorn_config(app, settings.server, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        assert server.ready.wait(60), "the gateway did not start"
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serve_on_loopback(app, settings.server) as base_url:
+        yield int(base_url.rsplit(":", 1)[1])
 
 
 def _exchange(port: int, data: bytes) -> bytes:

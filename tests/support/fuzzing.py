@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 import traceback
 from collections import Counter
@@ -27,15 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from hypothesis import strategies as st
 
 from embeddings.protocol import Embedder
 from gateway.app import create_app
-from gateway.serving import uvicorn_config
 from gateway.settings import Settings
 from gateway.upstream import SimulatedUpstream, SimulationProfile
 from tests.support.fake_upstream import serve_fake_upstream
+from tests.support.loopback import serve_on_loopback
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -553,16 +551,6 @@ def fuzz_settings(directory: Path, upstream_base_url: str) -> Settings:
     )
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @dataclass
 class FuzzTarget:
     base_url: str
@@ -585,22 +573,11 @@ def serve_gateway(directory: Path, embedder: Embedder) -> Iterator[FuzzTarget]:
                 salt=b"fuzz-salt",
                 simulated=SimulatedUpstream(SimulationProfile(0.0, 0.0)),
             )
-            sock = socket.socket()
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn's own
-            sock.bind(("127.0.0.1", 0))
-            # The server `gateway serve` runs; log_config=None leaves the process's logging.
-            config = uvicorn_config(app, settings.server, log_config=None, access_log=False)
-            server = _Server(config)
-            thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-            thread.start()
-            try:
-                if not server.ready.wait(120) or not server.started:
-                    raise RuntimeError("the gateway did not start")
-                yield FuzzTarget(f"http://127.0.0.1:{sock.getsockname()[1]}", errors)
-            finally:
-                server.should_exit = True
-                thread.join(timeout=30)
-                sock.close()
+            # log_config=None leaves the process's logging as it is.
+            with serve_on_loopback(
+                app, settings.server, log_config=None, access_log=False
+            ) as base_url:
+                yield FuzzTarget(base_url, errors)
     finally:
         if previous_key is None:
             os.environ.pop(KEY_ENV, None)
