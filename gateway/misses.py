@@ -197,6 +197,7 @@ async def stream_miss(
     try:
         await relay.start()
     except BaseException as exc:
+        relay.recorded = isinstance(exc, GatewayError)  # the route records the error it sends
         await relay.close(status=_status(exc))
         raise
     return _RelayResponse(relay, headers=outcome.headers())

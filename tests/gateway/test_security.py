@@ -183,6 +183,7 @@ def test_an_html_page_is_not_an_answer_as_a_stream_or_as_json(
         assert response.status_code == status, response.text
         assert response.json()["error"]["type"] == "upstream_error"
     assert count_entries(client) == 0
+    assert [e.outcome for e in request_events(client)] == ["error", "error"]  # one each
     again = client.post("/v1/chat/completions", json=chat("Log in please [[html]]"))
     assert again.headers["x-cache"] != "hit"
 
