@@ -59,10 +59,30 @@ def test_a_body_that_stalls_is_a_408(port: int) -> None:
     assert b"request_timeout" in answer
 
 
+def _response(client: socket.socket) -> bytes:
+    """One whole HTTP response (headers, then a body of Content-Length bytes)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = client.recv(65536)
+        assert chunk, f"the server closed the connection: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = client.recv(65536)
+        assert chunk, "the server closed the connection mid-body"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_a_keep_alive_connection_serves_request_after_request(port: int) -> None:
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         for _ in range(3):
             client.sendall(request)
-            answer = client.recv(65536)
-            assert answer.startswith(b"HTTP/1.1 200"), answer
+            answer = _response(client)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}')
