@@ -37,8 +37,8 @@ from categories.load import Acceptance, acceptance
 from categories.policy import PolicySet, load_policies
 from embeddings.protocol import Embedder
 from embeddings.runtime import EmbedderOptions, load_embedder
-from gateway.guard import check
-from gateway.index import HnswIndex, IndexParams
+from gateway.cache.guard import check
+from gateway.index.hnsw import HnswIndex, IndexParams
 
 # CLINC150 intents whose answer depends on the moment, on small talk, or on health, law or
 # money; the other intents are assistant actions and personal data: `default`.

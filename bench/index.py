@@ -17,7 +17,7 @@ from bench.common import add_cache_dir, percentiles, print_table, write_json
 from embeddings.protocol import Vectors, embed_all
 from embeddings.runtime import EmbedderOptions, load_embedder
 from gateway.demo import bundled_pairs
-from gateway.index import HnswIndex, IndexParams
+from gateway.index.hnsw import HnswIndex, IndexParams
 
 
 def corpus(size: int, base: Vectors, rng: np.random.Generator) -> Vectors:

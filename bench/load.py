@@ -41,8 +41,8 @@ from categories.classifier import Classifier
 from categories.load import LoadMonitor, LoadSettings, acceptance, adapt
 from categories.policy import PolicySet, load_policies
 from embeddings.runtime import EmbedderOptions, load_embedder
-from gateway.guard import check
-from gateway.index import HnswIndex, IndexParams
+from gateway.cache.guard import check
+from gateway.index.hnsw import HnswIndex, IndexParams
 
 FIRST_TOKEN_S = 0.3
 PER_TOKEN_S = 0.02

@@ -27,8 +27,8 @@ from bench.common import (
 )
 from embeddings.protocol import embed_all
 from embeddings.runtime import EmbedderOptions, load_embedder
-from gateway.guard import check
-from gateway.index import HnswIndex, IndexParams
+from gateway.cache.guard import check
+from gateway.index.hnsw import HnswIndex, IndexParams
 
 BETA = 0.5
 

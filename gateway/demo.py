@@ -19,9 +19,9 @@ import numpy as np
 
 from embeddings.protocol import embed_all
 from embeddings.runtime import load_embedder
+from gateway.index.sync import index_file, load_or_rebuild
 from gateway.settings import Settings
 from gateway.store import NewEntry, Partition, open_store
-from gateway.sync import index_file, load_or_rebuild
 
 DEMO_PARTITION = Partition(tenant="demo", namespace="", category="default")
 

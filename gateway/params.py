@@ -137,7 +137,7 @@ _TOKENS = _integer(1, 100_000_000)
 _SEED = _integer(-INT64 - 1, INT64)
 _USER = _string(512)
 
-# POST /v1/chat/completions (messages are checked by `gateway.keys`).
+# POST /v1/chat/completions (messages are checked by `gateway.cache.keys`).
 CHAT: Mapping[str, Check | None] = {
     "model": None,
     "messages": None,

@@ -27,7 +27,7 @@ from categories.load import LoadSettings
 from categories.policy import PolicyError, PolicySet, load_policies
 from embeddings.batcher import BatchLimits
 from embeddings.runtime import EmbedderOptions
-from gateway.index import IndexParams
+from gateway.index.hnsw import IndexParams
 from gateway.params import valid_extra
 from gateway.store.database import sqlite_path
 

@@ -27,7 +27,7 @@ from typing import Literal
 import httpx
 import pytest
 
-from gateway.keys import normalise
+from gateway.cache.keys import normalise
 from tests.support.fake_upstream import FakeUpstream, serve_fake_upstream
 from tests.support.gateway_process import gateway_env, gateway_process, write_config
 

@@ -17,9 +17,9 @@ from urllib.parse import unquote_to_bytes
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.body import INT64_MAX, read_json
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.state import Gateway
+from gateway.http.body import INT64_MAX, read_json
+from gateway.runtime import Gateway
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_PAGE = 500
@@ -89,7 +89,7 @@ def _check_path(request: Request) -> None:
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The body: strict JSON (`gateway.body`), bounded in size and time, and an object."""
+    """The body: strict JSON (`gateway.http.body`), bounded in size and time, and an object."""
     server = gateway(request).settings.server
     body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
     if not isinstance(body, dict):

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.admin.common import gateway, integer, json_object, text
 from gateway.errors import GatewayError, InvalidRequest, NotFound, Unauthorized
-from gateway.state import Gateway
+from gateway.runtime import Gateway
 from gateway.store.models import CacheEntry, Feedback, RequestEvent
 from gateway.store.queries import Store
 

@@ -6,65 +6,22 @@ policy."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from typing import Any
 
-from sqlalchemy import delete, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from categories.classifier import Classifier
-from categories.policy import DEFAULT, Policy, PolicyError, PolicySet, parse_policy
+from categories.policy import Policy, PolicyError, PolicySet, parse_policy
 from gateway.admin.common import admin, gateway, integer, json_object, text
 from gateway.errors import InvalidRequest, NotFound
-from gateway.state import Gateway
-from gateway.store.models import PolicyOverride
-from gateway.store.queries import Store
+from gateway.runtime import Gateway
+from gateway.store.overrides import forget_override, new_policy_base, save_override
 
 logger = logging.getLogger(__name__)
 MAX_EXAMPLES = 1000  # rules, or prototypes, in one policy
 MAX_EXAMPLE_CHARS = 4096  # of one rule, prototype or description
-
-
-def with_overrides(store: Store, policies: PolicySet) -> tuple[PolicySet, set[str]]:
-    """The file policies with every stored override applied (at start), and their names."""
-    with store.session() as session:
-        rows = list(session.scalars(select(PolicyOverride)))
-    applied = set()
-    for row in rows:
-        base = policies.by_name.get(row.category) or _new_base(policies)
-        try:
-            policies = policies.replace(
-                parse_policy(row.category, json.loads(row.policy_json), base)
-            )
-        except (PolicyError, ValueError) as exc:  # e.g. the file moved a bound since
-            logger.error("ignoring the stored policy of %s: %s", row.category, exc)
-            continue
-        applied.add(row.category)
-    return policies, applied
-
-
-def _new_base(policies: PolicySet) -> Policy:
-    """What a category created through the API starts from: `default`, minus its examples."""
-    fields = {k: v for k, v in policies[DEFAULT].to_dict().items() if k != "name"}
-    return parse_policy("new", {**fields, "rules": [], "prototypes": [], "description": ""})
-
-
-def _save(store: Store, policy: Policy) -> None:
-    fields = {k: v for k, v in policy.to_dict().items() if k != "name"}
-    row = PolicyOverride(
-        category=policy.name, policy_json=json.dumps(fields), updated_at=time.time()
-    )
-    with store.session() as session, session.begin():
-        session.merge(row)
-
-
-def _forget(store: Store, name: str) -> bool:
-    with store.session() as session, session.begin():
-        result = session.execute(delete(PolicyOverride).where(PolicyOverride.category == name))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def _apply(gw: Gateway, policies: PolicySet) -> None:
@@ -105,7 +62,7 @@ async def policy(request: Request) -> Response:
     loop = asyncio.get_running_loop()
     store = gw.cache.store
     if request.method == "DELETE":
-        if not await loop.run_in_executor(None, _forget, store, name):
+        if not await loop.run_in_executor(None, forget_override, store, name):
             raise NotFound(f"category {name!r} has no run-time change", param="category")
         gw.overridden.discard(name)
         restored = gw.settings.policies.by_name.get(name)
@@ -125,7 +82,7 @@ async def policy(request: Request) -> Response:
     if request.method == "PATCH" and current is None:
         raise NotFound(f"no category {name!r} (PUT creates one)", param="category")
     if request.method == "PUT":
-        base = gw.settings.policies.by_name.get(name) or _new_base(gw.policies)
+        base = gw.settings.policies.by_name.get(name) or new_policy_base(gw.policies)
     else:
         assert current is not None
         base = current
@@ -134,7 +91,7 @@ async def policy(request: Request) -> Response:
         policies = gw.policies.replace(changed)
     except PolicyError as exc:
         raise InvalidRequest(str(exc), param=_field(str(exc))) from None
-    await loop.run_in_executor(None, _save, store, changed)
+    await loop.run_in_executor(None, save_override, store, changed)
     gw.overridden.add(name)
     await _apply(gw, policies)
     return JSONResponse(_view(gw, changed), status_code=201 if current is None else 200)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.keys import normalise
+from gateway.cache.keys import normalise
 from gateway.replay.run import Result
 from gateway.replay.workload import UNLABELLED, Workload
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from embeddings.protocol import Embedder, embed_all
-from gateway.guard import check
-from gateway.index import HnswIndex, IndexParams
+from gateway.cache.guard import check
+from gateway.index.hnsw import HnswIndex, IndexParams
 from gateway.replay.report import Groups
 from gateway.replay.run import Result
 from gateway.replay.workload import UNLABELLED, Workload

@@ -16,7 +16,7 @@ from embeddings.runtime import (
     choose_providers,
     load_embedder,
 )
-from gateway.similarity import cosine_matrix
+from gateway.index.similarity import cosine_matrix
 
 
 @pytest.fixture(scope="module")

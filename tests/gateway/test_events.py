@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from gateway.events import EventWriter, HitUpdate
-from gateway.journal import Journal
 from gateway.store import open_store
+from gateway.store.events import EventWriter, HitUpdate
+from gateway.store.journal import Journal
 from gateway.store.models import RequestEvent
 from gateway.store.queries import NewEvent, Store
 

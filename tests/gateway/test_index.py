@@ -8,8 +8,8 @@ import pytest
 
 from embeddings.protocol import Vectors, embed_all
 from embeddings.runtime import OnnxEmbedder
-from gateway.index import HnswIndex, IndexFileError, IndexParams, header_path_for
-from gateway.similarity import cosine, cosine_matrix
+from gateway.index.hnsw import HnswIndex, IndexFileError, IndexParams, header_path_for
+from gateway.index.similarity import cosine, cosine_matrix
 
 MODEL = "test-model"
 

@@ -359,8 +359,8 @@ def test_simulated_upstream_is_the_default(make_app: AppFactory, upstream: FakeU
 def test_a_stuck_leader_does_not_hold_others_past_the_model_timeout(
     client: TestClient, upstream: FakeUpstream
 ) -> None:
-    from gateway.keys import parse_chat
-    from gateway.tenants import ANONYMOUS
+    from gateway.auth import ANONYMOUS
+    from gateway.cache.keys import parse_chat
 
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
     body = chat("Is this request stuck?")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from embeddings.runtime import OnnxEmbedder
-from gateway.index import HnswIndex
+from gateway.index.hnsw import HnswIndex
+from gateway.index.sync import index_file, load_or_rebuild
 from gateway.store import NewEntry, Partition, Store, decode_vectors, open_store
-from gateway.sync import index_file, load_or_rebuild
 from tests.support.embedders import Wrapped
 
 PARTITION = Partition(tenant="acme", namespace="", category="default")

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from gateway.auth import ANONYMOUS, Tenancy
 from gateway.errors import InvalidRequest, Unauthorized
 from gateway.settings import TenantSettings
 from gateway.store.models import CacheEntry
-from gateway.tenants import ANONYMOUS, Tenancy
 from tests.gateway.conftest import AppFactory, chat
 from tests.support.fake_upstream import FakeUpstream
 

@@ -19,11 +19,12 @@ from starlette.types import Receive, Scope, Send
 
 from categories.policy import Policy
 from embeddings.protocol import Vectors
+from gateway.cache.keys import RequestKey
 from gateway.errors import GatewayError, UpstreamError
-from gateway.keys import RequestKey
+from gateway.http.sse import StreamCollector, event
+from gateway.outcome import Outcome, account, record
+from gateway.runtime import Gateway
 from gateway.settings import ModelSettings
-from gateway.sse import StreamCollector, event
-from gateway.state import Gateway, Outcome, account, record
 from gateway.store.queries import NewEntry, Partition
 
 logger = logging.getLogger(__name__)

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.body import read_json
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.http.body import read_json
 from gateway.params import COMPLETIONS, EMBEDDINGS, Check, check, requested_model
 from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
 
 if TYPE_CHECKING:
+    from gateway.runtime import Gateway
     from gateway.settings import ModelSettings
-    from gateway.state import Gateway
 
 MAX_INPUTS = 2048  # as the OpenAI API
 BYPASS = {"x-cache": "bypass", "x-cache-category": "none"}

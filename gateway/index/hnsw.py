@@ -19,8 +19,8 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
-from gateway.rwlock import ReadWriteLock
-from gateway.similarity import from_distance
+from gateway.index.rwlock import ReadWriteLock
+from gateway.index.similarity import from_distance
 
 FORMAT_VERSION = 1
 SPACE = "cosine"

@@ -16,18 +16,19 @@ from categories.classifier import Classification
 from categories.load import Effective, acceptance, adapt
 from categories.policy import DEFAULT, Policy
 from embeddings.protocol import Vectors
-from gateway.body import read_json
-from gateway.cache import Hit
+from gateway.auth import Caller
+from gateway.cache.keys import RequestKey, parse_chat
+from gateway.cache.semantic import Hit
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.events import HitUpdate
-from gateway.keys import RequestKey, parse_chat
-from gateway.misses import Storer, json_miss, stream_miss
+from gateway.http.body import read_json
+from gateway.http.misses import Storer, json_miss, stream_miss
+from gateway.http.sse import hit_body, hit_stream
+from gateway.outcome import Outcome, account, record
 from gateway.params import requested_model
+from gateway.runtime import Gateway
 from gateway.settings import ModelSettings
-from gateway.sse import hit_body, hit_stream
-from gateway.state import Gateway, Outcome, account, record
+from gateway.store.events import HitUpdate
 from gateway.store.queries import Partition
-from gateway.tenants import Caller
 
 logger = logging.getLogger(__name__)
 

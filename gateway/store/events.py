@@ -2,7 +2,7 @@
 
 One transaction per batch instead of two per request: on SQLite with full sync, each
 commit is an fsync, which would otherwise bound the hit rate. Events queued when the
-process stops are flushed by `aclose`; with a journal (see `gateway.journal`), those of a
+process stops are flushed by `aclose`; with a journal (see `gateway.store.journal`), those of a
 process that was killed are written at the next start. While the store is down, batches
 are retried; past `capacity` events waiting, new ones are dropped and counted.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from gateway.journal import Journal
+from gateway.store.journal import Journal
 from gateway.store.models import CacheEntry, JournalSegment, RequestEvent
 from gateway.store.queries import NewEvent, Store
 

@@ -17,12 +17,12 @@ from sqlalchemy import ColumnElement, delete, select
 
 from categories.load import Acceptance
 from embeddings.protocol import Embedder, Vectors
-from gateway.guard import check
-from gateway.index import HnswIndex, IndexParams, Neighbor
-from gateway.keys import RequestKey
+from gateway.cache.guard import check
+from gateway.cache.keys import RequestKey
+from gateway.index.hnsw import HnswIndex, IndexParams, Neighbor
+from gateway.index.sync import index_file, load_or_rebuild
 from gateway.store.models import CacheEntry
 from gateway.store.queries import NewEntry, Partition, Store
-from gateway.sync import index_file, load_or_rebuild
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,49 +1,23 @@
-"""What a request carries through the gateway: the shared state built in the lifespan,
-and the outcome that becomes its event row and response headers."""
+"""What happened to one request: its outcome becomes its response headers, its event row,
+its metrics and its access-log line."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from categories.classifier import Classification, Classifier
-from categories.load import LoadMonitor
-from categories.policy import DEFAULT, PolicySet
-from embeddings.batcher import MicroBatcher
-from gateway.admin.auth import AdminAuth
-from gateway.cache import SemanticCache
-from gateway.events import EventWriter
-from gateway.keys import RequestKey
-from gateway.observe import Metrics, log_access
-from gateway.settings import ModelSettings, Settings
+from categories.classifier import Classification
+from categories.policy import DEFAULT
+from gateway.auth import Caller
+from gateway.cache.keys import RequestKey
+from gateway.observe import log_access
+from gateway.settings import ModelSettings
 from gateway.store.queries import NewEvent
-from gateway.tenants import Caller, Tenancy
-from gateway.upstream import Router, price
+from gateway.upstream import price
 
-
-@dataclass
-class Gateway:
-    """Everything the routes need, built in the app's lifespan."""
-
-    settings: Settings
-    cache: SemanticCache
-    batcher: MicroBatcher
-    router: Router
-    tenancy: Tenancy
-    models: dict[str, ModelSettings]
-    events: EventWriter
-    classifier: Classifier
-    load: LoadMonitor
-    # The policies in force: replaced as a whole when an operator changes one.
-    policies: PolicySet
-    metrics: Metrics
-    admin: AdminAuth
-    overridden: set[str] = field(default_factory=set)  # categories changed through the API
-    inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
-        default_factory=dict
-    )
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
 
 
 @dataclass

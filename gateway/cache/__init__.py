@@ -1,0 +1,1 @@
+"""The cache's decisions: request keys, the semantic tier, the guard."""

@@ -1,0 +1,1 @@
+"""The OpenAI routes: reading bodies, chat completions, misses, passthrough, SSE."""

@@ -1,0 +1,40 @@
+"""The informational routes: models, liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.errors import ModelNotFound
+from gateway.runtime import Gateway
+from gateway.settings import ModelSettings
+
+
+def _model_card(model: ModelSettings) -> dict[str, Any]:
+    return {"id": model.name, "object": "model", "created": 0, "owned_by": "gateway"}
+
+
+async def list_models(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    return JSONResponse({"object": "list", "data": [_model_card(m) for m in gw.models.values()]})
+
+
+async def get_model(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    model = gw.models.get(request.path_params["model"])
+    if model is None:
+        raise ModelNotFound(
+            f"the model {request.path_params['model']!r} does not exist", param="model"
+        )
+    return JSONResponse(_model_card(model))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    ready = bool(getattr(request.app.state, "ready", False))
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)

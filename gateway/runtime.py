@@ -1,0 +1,159 @@
+"""Building and closing everything the routes need: the store, the embedder, the cache, the
+upstreams, the policies, the event writer; the `Gateway` that holds them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from categories.classifier import Classifier
+from categories.load import LoadMonitor
+from categories.policy import PolicySet
+from embeddings.batcher import MicroBatcher
+from embeddings.protocol import Embedder
+from embeddings.runtime import load_embedder
+from gateway.auth import AdminAuth, Tenancy, load_salt
+from gateway.cache.semantic import SemanticCache
+from gateway.observe import Metrics
+from gateway.settings import ModelSettings, Settings
+from gateway.store import open_store
+from gateway.store.events import EventWriter, journal_dir
+from gateway.store.journal import Journal
+from gateway.store.overrides import with_overrides
+from gateway.upstream import SIMULATED_PREFIX, Router, SimulatedUpstream, Upstream, load_litellm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """Everything the routes need, built in the app's lifespan."""
+
+    settings: Settings
+    cache: SemanticCache
+    batcher: MicroBatcher
+    router: Router
+    tenancy: Tenancy
+    models: dict[str, ModelSettings]
+    events: EventWriter
+    classifier: Classifier
+    load: LoadMonitor
+    # The policies in force: replaced as a whole when an operator changes one.
+    policies: PolicySet
+    metrics: Metrics
+    admin: AdminAuth
+    overridden: set[str] = field(default_factory=set)  # categories changed through the API
+    inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
+
+
+SIMULATED_MODELS = (
+    ModelSettings(name="gpt-4o-mini", litellm_model=f"{SIMULATED_PREFIX}gpt-4o-mini"),
+    ModelSettings(name="gpt-4o", litellm_model=f"{SIMULATED_PREFIX}gpt-4o", tier="large"),
+)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    upstream: Upstream | None = None,
+    simulated: Upstream | None = None,
+    salt: bytes | None = None,
+) -> AsyncIterator[Gateway]:
+    """Everything built, in worker threads where it is slow; closed in order on exit."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway")
+    loop = asyncio.get_running_loop()
+    store = await loop.run_in_executor(executor, open_store, settings.store.url)
+    await loop.run_in_executor(executor, load_litellm)  # not on the first request
+    model: Embedder = (
+        embedder
+        if embedder is not None
+        else await loop.run_in_executor(executor, load_embedder, settings.embedding.options())
+    )
+    models = settings.models or SIMULATED_MODELS
+    if not settings.models:
+        logger.warning(
+            "no upstream models configured: serving the built-in simulated "
+            "upstream (responses are named simulated/...)"
+        )
+    cache = SemanticCache(
+        store,
+        model,
+        index_dir=settings.store.resolved_index_dir(),
+        params=settings.index,
+        executor=executor,
+    )
+    batcher = MicroBatcher(model, settings.embedding.batch, executor=executor)
+    policies, overridden = await loop.run_in_executor(
+        executor, with_overrides, store, settings.policies
+    )
+    classifier = await loop.run_in_executor(executor, _classifier, policies, model)
+    metrics = Metrics()
+    journal = journal_dir(settings.store.resolved_index_dir())
+    events = EventWriter(
+        store,
+        executor=executor,
+        capacity=settings.server.event_queue,
+        on_drop=metrics.events_dropped.inc,
+        journal=Journal(journal) if journal is not None else None,
+    )
+    if replayed := await events.replay():
+        logger.warning("wrote %d request events a crash had left in the journal", replayed)
+    gateway = Gateway(
+        settings=settings,
+        cache=cache,
+        batcher=batcher,
+        router=Router(simulated=simulated or SimulatedUpstream(), real=upstream),
+        events=events,
+        tenancy=Tenancy(settings.tenants, salt or load_salt(settings.tenants)),
+        models={m.name: m for m in models},
+        classifier=classifier,
+        load=LoadMonitor(settings.adaptation),
+        policies=policies,
+        metrics=metrics,
+        admin=AdminAuth(settings.admin),
+        overridden=overridden,
+    )
+    sweeper = asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s))
+    try:
+        yield gateway
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await batcher.aclose()
+        await events.aclose()
+        await loop.run_in_executor(executor, cache.save_indexes)
+        store.engine.dispose()
+        executor.shutdown(wait=True)
+
+
+def _classifier(policies: PolicySet, model: Embedder) -> Classifier:
+    """Prototypes embedded once; if the embedder fails, rules and headers still classify."""
+    try:
+        return Classifier.build(policies, model)
+    except Exception:
+        logger.exception("could not embed the category prototypes: classifying by rules only")
+        return Classifier(policies, np.zeros((0, model.dim), np.float32), [])
+
+
+async def _sweep(cache: SemanticCache, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await cache.sweep_expired()
+            if removed:
+                logger.info("swept %d expired entries", removed)
+        except Exception:
+            logger.exception("expiry sweep failed")
