@@ -15,19 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from embeddings.errors import EmbedderClosedError
+from embeddings.options import BatchLimits
 from embeddings.protocol import Embedder, Vectors
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    max_batch: int = 32
-    max_wait: float = 0.002  # seconds
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        if self.max_wait < 0:
-            raise ValueError("max_wait must not be negative")
 
 
 @dataclass

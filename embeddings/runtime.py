@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +12,13 @@ from tokenizers import Tokenizer
 
 from embeddings.export import ensure_onnx
 from embeddings.model import ModelSource, bundled_minilm, verify
+from embeddings.options import EmbedderOptions
 from embeddings.protocol import Vectors
 
 logger = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-
-
-@dataclass(frozen=True)
-class EmbedderOptions:
-    """How to serve the model. `device` is "auto", "cuda" or "cpu"."""
-
-    cache_dir: Path
-    int8: bool = False
-    device: str = "auto"
-    threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
 
 
 def choose_providers(device: str, available: Sequence[str]) -> list[str]:

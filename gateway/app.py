@@ -8,16 +8,15 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from embeddings.protocol import Embedder
 from gateway.admin import routes as admin_routes
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import GatewayError
 from gateway.http.chat import chat_completions
 from gateway.http.health import get_model, healthz, list_models, readyz
 from gateway.http.passthrough import completions, embeddings
+from gateway.http.responses import not_allowed, not_found, on_gateway_error
 from gateway.middleware import CatchErrors
 from gateway.runtime import running
 from gateway.settings import Settings
@@ -63,20 +62,3 @@ def create_app(
     )
     app.state.ready = False
     return app
-
-
-async def on_gateway_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, GatewayError)
-    return exc.response()
-
-
-async def not_found(request: Request, exc: Exception) -> Response:
-    return GatewayError(
-        f"no route {request.method} {request.url.path}", status=404, code="not_found"
-    ).response()
-
-
-async def not_allowed(request: Request, exc: Exception) -> Response:
-    return InvalidRequest(
-        f"method {request.method} is not allowed on {request.url.path}", status=405
-    ).response()

@@ -10,12 +10,12 @@
     └── UpstreamError            the upstream's status (429 and 5xx kept), or 502
         └── UpstreamTimeout      504
 
-Foreign exceptions (LiteLLM's, httpx's) are translated in `gateway.upstream` only.
+Foreign exceptions (LiteLLM's, httpx's) are translated in `gateway.upstream` only. An error
+is rendered once, by the app's exception handler (`gateway.http.responses.error_response`);
+anything else that escapes a route is a logged 500 of the same shape.
 """
 
 from __future__ import annotations
-
-from starlette.responses import JSONResponse
 
 
 class GatewayError(Exception):
@@ -48,10 +48,6 @@ class GatewayError(Exception):
                 "code": self.code,
             }
         }
-
-    def response(self) -> JSONResponse:
-        headers = {"x-cache": "bypass"}
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 class InvalidRequest(GatewayError):

@@ -7,6 +7,7 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError
+from gateway.http.responses import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -37,4 +38,4 @@ class CatchErrors:
         except Exception:
             logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                await GatewayError("internal error").response()(scope, receive, send)
+                await error_response(GatewayError("internal error"))(scope, receive, send)

@@ -25,13 +25,21 @@ from platformdirs import user_cache_dir
 
 from categories.load import LoadSettings
 from categories.policy import PolicyError, PolicySet, load_policies
-from embeddings.batcher import BatchLimits
-from embeddings.runtime import EmbedderOptions
-from gateway.index.hnsw import IndexParams
+from embeddings.options import BatchLimits, EmbedderOptions
 from gateway.params import valid_extra
-from gateway.store.database import sqlite_path
 
 DEFAULT_STORE_URL = "sqlite:///gateway.db"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (where saved indexes go beside it), else None.
+    Parsed as SQLAlchemy does (`sqlite[+driver]:///relative`, `////absolute`, a query
+    after `?`), without importing it."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.split("+", 1)[0] != "sqlite":
+        return None
+    database = rest.removeprefix("/").split("?", 1)[0]
+    return Path(database) if database and database != ":memory:" else None
 
 
 class SettingsError(ValueError):
@@ -45,6 +53,16 @@ def _check(condition: bool, message: str) -> None:
 
 def default_model_cache() -> Path:
     return Path(user_cache_dir("semantic-cache-gateway")) / "models"
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """HNSW parameters; see hnswlib's ALGO_PARAMS.md for the trade-offs."""
+
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+    initial_capacity: int = 1024
 
 
 @dataclass(frozen=True)

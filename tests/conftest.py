@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embeddings.options import EmbedderOptions
 from embeddings.protocol import Vectors, embed_all
-from embeddings.runtime import EmbedderOptions, OnnxEmbedder, load_embedder
+from embeddings.runtime import OnnxEmbedder, load_embedder
 from gateway.demo import bundled_pairs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

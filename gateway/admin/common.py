@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import InvalidRequest
 from gateway.http.body import INT64_MAX, read_json
 from gateway.runtime import Gateway
 
@@ -34,12 +34,9 @@ def admin(handler: Handler) -> Handler:
     """An admin route: the token is checked before the handler runs; errors are OpenAI-shaped."""
 
     async def route(request: Request) -> Response:
-        try:
-            gateway(request).admin.check(request)
-            _check_path(request)
-            return await handler(request)
-        except GatewayError as exc:
-            return exc.response()
+        gateway(request).admin.check(request)
+        _check_path(request)
+        return await handler(request)
 
     route.__name__ = handler.__name__
     route.__doc__ = handler.__doc__

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.common import gateway, integer, json_object, text
-from gateway.errors import GatewayError, InvalidRequest, NotFound, Unauthorized
+from gateway.errors import InvalidRequest, NotFound, Unauthorized
 from gateway.runtime import Gateway
 from gateway.store.models import CacheEntry, Feedback, RequestEvent
 from gateway.store.queries import Store
@@ -83,13 +83,6 @@ def _record(store: Store, served: Served, correct: bool, source: str, note: str)
         return row.id
 
 
-async def feedback(request: Request) -> Response:
-    try:
-        return await _feedback(request)
-    except GatewayError as exc:
-        return exc.response()
-
-
 def _judge(gw: Gateway, request: Request) -> str | None:
     """Who is judging: None for an operator (the admin token), else the tenant of the key.
     A caller without a key is refused; an anonymous pool is shared, so no one owns it."""
@@ -101,7 +94,7 @@ def _judge(gw: Gateway, request: Request) -> str | None:
     return gw.tenancy.identify(authorization, None).tenant
 
 
-async def _feedback(request: Request) -> Response:
+async def feedback(request: Request) -> Response:
     gw = gateway(request)
     tenant = _judge(gw, request)  # before the body is read
     body = await json_object(request)

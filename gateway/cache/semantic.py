@@ -19,8 +19,9 @@ from categories.load import Acceptance
 from embeddings.protocol import Embedder, Vectors
 from gateway.cache.guard import check
 from gateway.cache.keys import RequestKey
-from gateway.index.hnsw import HnswIndex, IndexParams, Neighbor
+from gateway.index.hnsw import HnswIndex, Neighbor
 from gateway.index.sync import index_file, load_or_rebuild
+from gateway.settings import IndexParams
 from gateway.store.models import CacheEntry
 from gateway.store.queries import NewEntry, Partition, Store
 

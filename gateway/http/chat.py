@@ -68,20 +68,17 @@ class Lookup:
 async def chat_completions(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     started = time.perf_counter()
-    try:
-        caller = gw.tenancy.identify(
-            request.headers.get("authorization"), request.headers.get("x-cache-namespace")
-        )
-        no_cache, no_store, ttl = _cache_control(request)
-        server = gw.settings.server
-        body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
-        model = requested_model(gw.models, body)
-        key = parse_chat(
-            body, cache_tools=gw.settings.cache.cache_tools, extra_params=model.allow_params
-        )
-        body = {"model": key.model, "messages": body["messages"], **key.params}  # all that goes on
-    except GatewayError as exc:
-        return exc.response()
+    caller = gw.tenancy.identify(
+        request.headers.get("authorization"), request.headers.get("x-cache-namespace")
+    )
+    no_cache, no_store, ttl = _cache_control(request)
+    server = gw.settings.server
+    body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
+    model = requested_model(gw.models, body)
+    key = parse_chat(
+        body, cache_tools=gw.settings.cache.cache_tools, extra_params=model.allow_params
+    )
+    body = {"model": key.model, "messages": body["messages"], **key.params}  # all that goes on
     outcome = Outcome(caller, key, started, model=model.litellm_model)
     now = time.time()
     found = await _lookup(gw, request, key, caller, model, now, lookup=not no_cache)
@@ -105,10 +102,10 @@ async def chat_completions(request: Request) -> Response:
         if key.stream:
             return await stream_miss(gw, model, body, key, outcome, store)
         return await json_miss(gw, model, body, key, outcome, store)
-    except GatewayError as exc:
+    except GatewayError:
         outcome.kind = "error"
         record(gw, outcome)
-        return exc.response()
+        raise
 
 
 async def _lookup(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import InvalidRequest
 from gateway.http.body import read_json
 from gateway.params import COMPLETIONS, EMBEDDINGS, Check, check, requested_model
 from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
@@ -66,73 +66,67 @@ def _texts(value: Any, name: str) -> list[str]:
 
 
 async def embeddings(request: Request) -> Response:
-    try:
-        gw, model, body, params, key = await _prepare(request, EMBEDDINGS)
-        texts = _texts(body.get("input"), "input")
-        if model.litellm_model.startswith(SIMULATED_PREFIX):
-            vectors = await asyncio.get_running_loop().run_in_executor(
-                None, gw.cache.embedder.embed, texts
+    gw, model, body, params, key = await _prepare(request, EMBEDDINGS)
+    texts = _texts(body.get("input"), "input")
+    if model.litellm_model.startswith(SIMULATED_PREFIX):
+        vectors = await asyncio.get_running_loop().run_in_executor(
+            None, gw.cache.embedder.embed, texts
+        )
+        tokens = sum(len(t) // 4 + 1 for t in texts)
+        result: dict[str, Any] = {
+            "object": "list",
+            "model": model.litellm_model,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v.tolist()}
+                for i, v in enumerate(vectors)
+            ],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    else:
+        try:
+            response = await load_litellm().aembedding(
+                input=texts, **_litellm_kwargs(model, key), **params
             )
-            tokens = sum(len(t) // 4 + 1 for t in texts)
-            result: dict[str, Any] = {
-                "object": "list",
-                "model": model.litellm_model,
-                "data": [
-                    {"object": "embedding", "index": i, "embedding": v.tolist()}
-                    for i, v in enumerate(vectors)
-                ],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-        else:
-            try:
-                response = await load_litellm().aembedding(
-                    input=texts, **_litellm_kwargs(model, key), **params
-                )
-                result = response.model_dump(exclude_none=True)
-            except Exception as exc:
-                raise translate(exc) from exc
-    except GatewayError as exc:
-        return exc.response()
+            result = response.model_dump(exclude_none=True)
+        except Exception as exc:
+            raise translate(exc) from exc
     return JSONResponse(result, headers=BYPASS)
 
 
 async def completions(request: Request) -> Response:
-    try:
-        gw, model, body, params, key = await _prepare(request, COMPLETIONS)
-        prompt = body.get("prompt")
-        prompts = _texts(prompt, "prompt")
-        if body.get("stream"):
-            raise InvalidRequest(
-                "streaming is supported on /v1/chat/completions only", param="stream"
+    gw, model, body, params, key = await _prepare(request, COMPLETIONS)
+    prompt = body.get("prompt")
+    prompts = _texts(prompt, "prompt")
+    if body.get("stream"):
+        raise InvalidRequest(
+            "streaming is supported on /v1/chat/completions only", param="stream"
+        )
+    if model.litellm_model.startswith(SIMULATED_PREFIX):
+        text = " ".join(prompts)
+        chat = await gw.router.for_model(model).complete(
+            model, {"messages": [{"role": "user", "content": text}]}, key
+        )
+        result: dict[str, Any] = {
+            "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model.litellm_model,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": chat["choices"][0]["message"]["content"],
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": chat["usage"],
+        }
+    else:
+        try:
+            response = await load_litellm().atext_completion(
+                prompt=prompt, **_litellm_kwargs(model, key), **params
             )
-        if model.litellm_model.startswith(SIMULATED_PREFIX):
-            text = " ".join(prompts)
-            chat = await gw.router.for_model(model).complete(
-                model, {"messages": [{"role": "user", "content": text}]}, key
-            )
-            result: dict[str, Any] = {
-                "id": f"cmpl-{uuid.uuid4().hex[:24]}",
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": model.litellm_model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "text": chat["choices"][0]["message"]["content"],
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                    }
-                ],
-                "usage": chat["usage"],
-            }
-        else:
-            try:
-                response = await load_litellm().atext_completion(
-                    prompt=prompt, **_litellm_kwargs(model, key), **params
-                )
-                result = response.model_dump(exclude_none=True)
-            except Exception as exc:
-                raise translate(exc) from exc
-    except GatewayError as exc:
-        return exc.response()
+            result = response.model_dump(exclude_none=True)
+        except Exception as exc:
+            raise translate(exc) from exc
     return JSONResponse(result, headers=BYPASS)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from gateway.index.rwlock import ReadWriteLock
 from gateway.index.similarity import from_distance
+from gateway.settings import IndexParams
 
 FORMAT_VERSION = 1
 SPACE = "cosine"
@@ -28,16 +29,6 @@ SPACE = "cosine"
 
 class IndexFileError(Exception):
     """A saved index is missing, damaged, or was built for another model."""
-
-
-@dataclass(frozen=True)
-class IndexParams:
-    """HNSW parameters; see hnswlib's ALGO_PARAMS.md for the trade-offs."""
-
-    m: int = 16
-    ef_construction: int = 200
-    ef_search: int = 64
-    initial_capacity: int = 1024
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.protocol import Embedder, embed_all
-from gateway.index.hnsw import HnswIndex, IndexFileError, IndexParams
+from gateway.index.hnsw import HnswIndex, IndexFileError
+from gateway.settings import IndexParams
 from gateway.store.queries import Partition, Store, decode_vectors
 
 logger = logging.getLogger(__name__)

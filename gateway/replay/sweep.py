@@ -12,10 +12,11 @@ import numpy as np
 
 from embeddings.protocol import Embedder, embed_all
 from gateway.cache.guard import check
-from gateway.index.hnsw import HnswIndex, IndexParams
+from gateway.index.hnsw import HnswIndex
 from gateway.replay.report import Groups
 from gateway.replay.run import Result
 from gateway.replay.workload import UNLABELLED, Workload
+from gateway.settings import IndexParams
 
 THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
 

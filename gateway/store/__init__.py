@@ -1,6 +1,7 @@
 """The durable store: SQLAlchemy models, queries, and migrations to apply at start."""
 
-from gateway.store.database import open_engine, sqlite_path
+from gateway.settings import sqlite_path
+from gateway.store.database import open_engine
 from gateway.store.migrate import upgrade
 from gateway.store.models import Base, CacheEntry, RequestEvent
 from gateway.store.queries import NewEntry, NewEvent, Partition, Store, decode_vectors

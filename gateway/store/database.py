@@ -28,11 +28,3 @@ def open_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL (where saved indexes go beside it), else None."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from embeddings.batcher import BatchLimits, MicroBatcher
+from embeddings.batcher import MicroBatcher
 from embeddings.errors import EmbedderClosedError
+from embeddings.options import BatchLimits
 from embeddings.protocol import Vectors
 from embeddings.runtime import OnnxEmbedder
 from tests.support.embedders import Wrapped

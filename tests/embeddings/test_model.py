@@ -8,7 +8,8 @@ import pytest
 
 from embeddings.errors import ModelIntegrityError
 from embeddings.model import MINILM_SHA256, bundled_minilm, verify
-from embeddings.runtime import EmbedderOptions, load_embedder
+from embeddings.options import EmbedderOptions
+from embeddings.runtime import load_embedder
 
 
 def test_bundled_model_matches_published_hash() -> None:

@@ -7,11 +7,11 @@ import pytest
 
 from embeddings.export import export_dir
 from embeddings.model import bundled_minilm
+from embeddings.options import EmbedderOptions
 from embeddings.protocol import embed_all
 from embeddings.runtime import (
     CPU,
     CUDA,
-    EmbedderOptions,
     OnnxEmbedder,
     choose_providers,
     load_embedder,

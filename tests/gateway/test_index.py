@@ -8,8 +8,9 @@ import pytest
 
 from embeddings.protocol import Vectors, embed_all
 from embeddings.runtime import OnnxEmbedder
-from gateway.index.hnsw import HnswIndex, IndexFileError, IndexParams, header_path_for
+from gateway.index.hnsw import HnswIndex, IndexFileError, header_path_for
 from gateway.index.similarity import cosine, cosine_matrix
+from gateway.settings import IndexParams
 
 MODEL = "test-model"
 

@@ -1,0 +1,28 @@
+"""How the embedder is served and batched: value objects, cheap to import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EmbedderOptions:
+    """How to serve the model. `device` is "auto", "cuda" or "cpu"."""
+
+    cache_dir: Path
+    int8: bool = False
+    device: str = "auto"
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_batch: int = 32
+    max_wait: float = 0.002  # seconds
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if self.max_wait < 0:
+            raise ValueError("max_wait must not be negative")
