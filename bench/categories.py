@@ -35,10 +35,12 @@ from categories.calibrate import choose, curve
 from categories.classifier import Classifier
 from categories.load import Acceptance, acceptance
 from categories.policy import PolicySet, load_policies
+from embeddings.options import EmbedderOptions
 from embeddings.protocol import Embedder
-from embeddings.runtime import EmbedderOptions, load_embedder
+from embeddings.runtime import load_embedder
 from gateway.cache.guard import check
-from gateway.index.hnsw import HnswIndex, IndexParams
+from gateway.index.hnsw import HnswIndex
+from gateway.settings import IndexParams
 
 # CLINC150 intents whose answer depends on the moment, on small talk, or on health, law or
 # money; the other intents are assistant actions and personal data: `default`.

@@ -10,7 +10,8 @@ import json
 import time
 
 from bench.common import add_cache_dir, percentiles, print_table, shared_data, write_json
-from embeddings.runtime import EmbedderOptions, OnnxEmbedder, load_embedder
+from embeddings.options import EmbedderOptions
+from embeddings.runtime import OnnxEmbedder, load_embedder
 from gateway.demo import bundled_pairs
 
 BATCHES = (1, 8, 32, 128)

@@ -19,7 +19,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from bench.common import add_cache_dir, print_table, write_json
-from embeddings.runtime import EmbedderOptions, load_embedder
+from embeddings.options import EmbedderOptions
+from embeddings.runtime import load_embedder
 from tests.support.fuzzing import Findings, FuzzCase, Probe, all_cases, serve_gateway
 
 

@@ -14,10 +14,12 @@ import time
 import numpy as np
 
 from bench.common import add_cache_dir, percentiles, print_table, write_json
+from embeddings.options import EmbedderOptions
 from embeddings.protocol import Vectors, embed_all
-from embeddings.runtime import EmbedderOptions, load_embedder
+from embeddings.runtime import load_embedder
 from gateway.demo import bundled_pairs
-from gateway.index.hnsw import HnswIndex, IndexParams
+from gateway.index.hnsw import HnswIndex
+from gateway.settings import IndexParams
 
 
 def corpus(size: int, base: Vectors, rng: np.random.Generator) -> Vectors:

@@ -40,9 +40,11 @@ from bench.common import (
 from categories.classifier import Classifier
 from categories.load import LoadMonitor, LoadSettings, acceptance, adapt
 from categories.policy import PolicySet, load_policies
-from embeddings.runtime import EmbedderOptions, load_embedder
+from embeddings.options import EmbedderOptions
+from embeddings.runtime import load_embedder
 from gateway.cache.guard import check
-from gateway.index.hnsw import HnswIndex, IndexParams
+from gateway.index.hnsw import HnswIndex
+from gateway.settings import IndexParams
 
 FIRST_TOKEN_S = 0.3
 PER_TOKEN_S = 0.02

@@ -25,10 +25,12 @@ from bench.common import (
     shared_data,
     write_json,
 )
+from embeddings.options import EmbedderOptions
 from embeddings.protocol import embed_all
-from embeddings.runtime import EmbedderOptions, load_embedder
+from embeddings.runtime import load_embedder
 from gateway.cache.guard import check
-from gateway.index.hnsw import HnswIndex, IndexParams
+from gateway.index.hnsw import HnswIndex
+from gateway.settings import IndexParams
 
 BETA = 0.5
 
