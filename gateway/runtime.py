@@ -44,16 +44,22 @@ class Gateway:
     tenancy: Tenancy
     models: dict[str, ModelSettings]
     events: EventWriter
+    # The classifier and the policies in force, replaced as one object when an operator
+    # changes a policy: a request that reads it once sees one consistent snapshot.
     classifier: Classifier
     load: LoadMonitor
-    # The policies in force: replaced as a whole when an operator changes one.
-    policies: PolicySet
     metrics: Metrics
     admin: AdminAuth
     overridden: set[str] = field(default_factory=set)  # categories changed through the API
+    # Held by policy changes from reading the policies in force to replacing them.
+    policy_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
         default_factory=dict
     )
+
+    @property
+    def policies(self) -> PolicySet:
+        return self.classifier.policies
 
 
 SIMULATED_MODELS = (
@@ -121,7 +127,6 @@ async def running(
         models={m.name: m for m in models},
         classifier=classifier,
         load=LoadMonitor(settings.adaptation),
-        policies=policies,
         metrics=metrics,
         admin=AdminAuth(settings.admin),
         overridden=overridden,

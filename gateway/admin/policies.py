@@ -34,7 +34,6 @@ async def _apply(gw: Gateway, policies: PolicySet) -> None:
         )
     else:
         gw.classifier = gw.classifier.with_policies(policies)
-    gw.policies = policies
 
 
 def _view(gw: Gateway, policy: Policy) -> dict[str, Any]:
@@ -54,14 +53,21 @@ async def policy(request: Request) -> Response:
     given, DELETE drops the run-time change."""
     gw = gateway(request)
     name = request.path_params["category"]
-    current = gw.policies.by_name.get(name)
     if request.method == "GET":
+        current = gw.policies.by_name.get(name)
         if current is None:
             raise NotFound(f"no category {name!r}", param="category")
         return JSONResponse(_view(gw, current))
+    body = await json_object(request) if request.method != "DELETE" else {}
+    async with gw.policy_lock:  # concurrent changes apply one after the other, none lost
+        return await _change(gw, request.method, name, body)
+
+
+async def _change(gw: Gateway, method: str, name: str, body: dict[str, Any]) -> Response:
+    current = gw.policies.by_name.get(name)
     loop = asyncio.get_running_loop()
     store = gw.cache.store
-    if request.method == "DELETE":
+    if method == "DELETE":
         if not await loop.run_in_executor(None, forget_override, store, name):
             raise NotFound(f"category {name!r} has no run-time change", param="category")
         gw.overridden.discard(name)
@@ -70,7 +76,6 @@ async def policy(request: Request) -> Response:
         rebuilt = PolicySet(tuple(remaining), gw.policies.prototype_min_similarity)
         await _apply(gw, rebuilt.replace(restored) if restored else rebuilt)
         return JSONResponse({"object": "policy.deleted", "name": name, "restored": bool(restored)})
-    body = await json_object(request)
     # What GET shows besides the fields: a policy read may be written back as it is.
     if body.pop("object", "policy") != "policy":
         raise InvalidRequest('object must be "policy"', param="object")
@@ -79,9 +84,9 @@ async def policy(request: Request) -> Response:
     if body.pop("name", name) != name:
         raise InvalidRequest("name cannot be changed", param="name")
     _check_bounds(body)
-    if request.method == "PATCH" and current is None:
+    if method == "PATCH" and current is None:
         raise NotFound(f"no category {name!r} (PUT creates one)", param="category")
-    if request.method == "PUT":
+    if method == "PUT":
         base = gw.settings.policies.by_name.get(name) or new_policy_base(gw.policies)
     else:
         assert current is not None

@@ -12,9 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from categories.classifier import Classification
+from categories.classifier import Classification, Classifier
 from categories.load import Effective, acceptance, adapt
-from categories.policy import DEFAULT, Policy
+from categories.policy import DEFAULT, Policy, PolicySet
 from embeddings.protocol import Vectors
 from gateway.auth import Caller
 from gateway.cache.keys import RequestKey, parse_chat
@@ -81,12 +81,13 @@ async def chat_completions(request: Request) -> Response:
     body = {"model": key.model, "messages": body["messages"], **key.params}  # all that goes on
     outcome = Outcome(caller, key, started, model=model.litellm_model)
     now = time.time()
-    found = await _lookup(gw, request, key, caller, model, now, lookup=not no_cache)
+    classifier = gw.classifier  # one snapshot of the policies for the whole request
+    found = await _lookup(gw, classifier, request, key, caller, model, now, lookup=not no_cache)
     outcome.classification = found.classification
     outcome.threshold = found.effective.threshold if found.effective else None
     outcome.nearest = found.nearest
     if found.hit is not None:
-        return _serve_hit(gw, found.hit, key, outcome, now)
+        return _serve_hit(gw, classifier.policies, found.hit, key, outcome, now)
     if found.bypass is not None or no_cache:
         outcome.kind = "bypass"
     store = None
@@ -110,6 +111,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def _lookup(
     gw: Gateway,
+    classifier: Classifier,
     request: Request,
     key: RequestKey,
     caller: Caller,
@@ -120,8 +122,8 @@ async def _lookup(
 ) -> Lookup:
     """Classify, then the exact tier, then embed and the semantic tier. Fails open: an error
     or the deadline leaves the request a bypass (no hit, no store)."""
-    policies = gw.policies
-    decided = gw.classifier.cheap(key.text, request.headers.get("x-cache-category"))
+    policies = classifier.policies
+    decided = classifier.cheap(key.text, request.headers.get("x-cache-category"))
     cheap = decided or Classification(DEFAULT, "default")
     if key.bypass is not None:
         return Lookup(cheap, policies[cheap.category], bypass=key.bypass)
@@ -137,14 +139,14 @@ async def _lookup(
     try:
         async with asyncio.timeout(deadline):
             vector = await gw.batcher.embed(key.text)
-            classification = decided or gw.classifier.nearest(vector)
+            classification = decided or classifier.nearest(vector)
             policy = policies[classification.category]
             if refused := policy.refusal(key.temperature):
                 return Lookup(classification, policy, bypass=refused)
             effective = adapt(policy, gw.load.load(model.name))
             found = Lookup(classification, policy, effective, vector)
             if lookup:
-                found.hit = await _semantic(gw, caller, key, found, now)
+                found.hit = await _semantic(gw, policies, caller, key, found, now)
             return found
     except Exception as exc:
         logger.warning("semantic lookup failed open: %s", exc or type(exc).__name__)
@@ -152,7 +154,7 @@ async def _lookup(
 
 
 async def _semantic(
-    gw: Gateway, caller: Caller, key: RequestKey, found: Lookup, now: float
+    gw: Gateway, policies: PolicySet, caller: Caller, key: RequestKey, found: Lookup, now: float
 ) -> Hit | None:
     assert found.vector is not None and found.effective is not None
     hit, rejected, found.nearest = await gw.cache.lookup_semantic(
@@ -160,7 +162,7 @@ async def _semantic(
         caller.namespace,
         key,
         found.vector,
-        accept=acceptance(gw.policies, found.policy, found.effective.load, key.temperature),
+        accept=acceptance(policies, found.policy, found.effective.load, key.temperature),
         top_k=gw.settings.cache.top_k,
         now=now,
     )
@@ -174,7 +176,9 @@ async def _semantic(
     return hit
 
 
-def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: float) -> Response:
+def _serve_hit(
+    gw: Gateway, policies: PolicySet, hit: Hit, key: RequestKey, outcome: Outcome, now: float
+) -> Response:
     outcome.kind = f"hit_{hit.tier}"
     outcome.similarity = hit.similarity
     outcome.entry_id = hit.entry_id
@@ -185,7 +189,7 @@ def _serve_hit(gw: Gateway, hit: Hit, key: RequestKey, outcome: Outcome, now: fl
         outcome.prompt = key.text
     expires = None
     if gw.settings.cache.sliding_ttl:
-        policy = gw.policies[hit.category]
+        policy = policies[hit.category]
         expires = now + adapt(policy, gw.load.load(outcome.key.model)).ttl_seconds
     gw.events.put(HitUpdate(hit.entry_id, now, expires))
     return _reply_from_cache(gw, hit.response, key, outcome)

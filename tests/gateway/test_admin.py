@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from starlette.routing import Route
@@ -366,3 +368,28 @@ def test_one_json_log_line_per_request(
     assert lines[0]["category"] and lines[0]["latency_ms"] > 0 and lines[0]["response_id"]
     assert all("sk-secret-key" not in json.dumps(line) for line in lines)
     assert ("prompt" in lines[0]) is with_prompt
+
+
+def test_concurrent_policy_changes_are_never_lost(admin_client: TestClient) -> None:
+    async def patch(category: str, threshold: float) -> int:
+        transport = httpx.ASGITransport(app=admin_client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            response = await client.patch(
+                f"/admin/policies/{category}", json={"threshold": threshold}, headers=ADMIN
+            )
+            return response.status_code
+
+    async def both(round_: int) -> tuple[int, int]:
+        # each change reads the policies in force, stores its change, then replaces them
+        return await asyncio.gather(
+            patch("code", 0.97 - round_ / 1000), patch("math", 0.985 - round_ / 1000)
+        )
+
+    for round_ in range(10):
+        assert admin_client.portal.call(both, round_) == (200, 200)  # type: ignore[union-attr]
+        code = admin_client.get("/admin/policies/code", headers=ADMIN).json()
+        math = admin_client.get("/admin/policies/math", headers=ADMIN).json()
+        assert (code["threshold"], math["threshold"]) == (
+            pytest.approx(0.97 - round_ / 1000),
+            pytest.approx(0.985 - round_ / 1000),
+        ), f"round {round_}"
