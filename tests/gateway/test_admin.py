@@ -379,14 +379,16 @@ def test_concurrent_policy_changes_are_never_lost(admin_client: TestClient) -> N
             )
             return response.status_code
 
-    async def both(round_: int) -> tuple[int, int]:
+    async def both(round_: int) -> list[int]:
         # each change reads the policies in force, stores its change, then replaces them
-        return await asyncio.gather(
-            patch("code", 0.97 - round_ / 1000), patch("math", 0.985 - round_ / 1000)
+        return list(
+            await asyncio.gather(
+                patch("code", 0.97 - round_ / 1000), patch("math", 0.985 - round_ / 1000)
+            )
         )
 
     for round_ in range(10):
-        assert admin_client.portal.call(both, round_) == (200, 200)  # type: ignore[union-attr]
+        assert admin_client.portal.call(both, round_) == [200, 200]  # type: ignore[union-attr]
         code = admin_client.get("/admin/policies/code", headers=ADMIN).json()
         math = admin_client.get("/admin/policies/math", headers=ADMIN).json()
         assert (code["threshold"], math["threshold"]) == (
