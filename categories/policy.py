@@ -73,14 +73,12 @@ class Policy:
                 raise PolicyError(message) from None
 
     def refusal(self, temperature: float | None) -> str | None:
-        """Why this policy does not cache a request at `temperature`, if it does not."""
+        """Why this policy does not cache a request at `temperature` (a short reason code
+        for headers, events and metrics), if it does not."""
         if not self.enabled:
-            return f"category {self.name} is not cached"
+            return "category_disabled"
         if temperature is not None and temperature > self.max_temperature:
-            return (
-                f"temperature {temperature} above the limit {self.max_temperature} "
-                f"of category {self.name}"
-            )
+            return "temperature_above_limit"
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from gateway.http.chat import chat_completions
 from gateway.http.health import get_model, healthz, list_models, readyz
 from gateway.http.passthrough import completions, embeddings
 from gateway.http.responses import not_allowed, not_found, on_gateway_error
-from gateway.middleware import CatchErrors
+from gateway.middleware import CatchErrors, RequestContext
 from gateway.runtime import running
 from gateway.settings import Settings
 from gateway.upstream import Upstream
@@ -57,7 +57,7 @@ def create_app(
             *admin_routes(),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(CatchErrors)],
+        middleware=[Middleware(RequestContext), Middleware(CatchErrors)],
         exception_handlers={GatewayError: on_gateway_error, 404: not_found, 405: not_allowed},
     )
     app.state.ready = False

@@ -72,6 +72,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.bypasses = Counter(
+            "gateway_bypasses",
+            "Requests neither looked up nor stored, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def observe(self, event: dict[str, Any]) -> None:
         category, model, outcome = event["category"], event["requested_model"], event["outcome"]
         self.requests.labels(category, model, outcome).inc()
@@ -86,6 +93,8 @@ class Metrics:
             self.saved_cost.labels(category, model).inc(event["cost_usd"])
         elif outcome == "miss":
             self.misses.labels(category, model).inc()
+        elif outcome == "bypass":
+            self.bypasses.labels(event["bypass_reason"] or "unknown").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

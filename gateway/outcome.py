@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from categories.classifier import Classification
 from categories.policy import DEFAULT
 from gateway.auth import Caller
-from gateway.cache.keys import RequestKey
 from gateway.observe import log_access
 from gateway.settings import ModelSettings
 from gateway.store.queries import NewEvent
@@ -25,8 +24,9 @@ class Outcome:
     """What happened to one request: becomes its event row and its headers."""
 
     caller: Caller
-    key: RequestKey
+    requested_model: str  # the configured model name the client asked for
     started: float
+    request_id: str = ""
     kind: str = "miss"
     similarity: float | None = None
     entry_id: int | None = None
@@ -40,6 +40,7 @@ class Outcome:
     response_id: str | None = None
     prompt: str | None = None  # kept for semantic hits only (feedback makes it a label)
     nearest: float | None = None  # on misses: the most similar entry seen, below threshold
+    bypass_reason: str | None = None  # why a bypass was neither looked up nor stored
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -56,6 +57,8 @@ class Outcome:
             headers["x-cache-tier"] = self.kind.removeprefix("hit_")
         elif self.nearest is not None:
             headers["x-cache-nearest"] = f"{self.nearest:.4f}"
+        if self.kind == "bypass" and self.bypass_reason:
+            headers["x-cache-bypass"] = self.bypass_reason
         if self.model:
             headers["x-gateway-route"] = self.model
         return headers
@@ -86,7 +89,9 @@ def record(gw: Gateway, outcome: Outcome) -> None:
         cost_usd=outcome.cost_usd,
         model=outcome.model,
         entry_id=outcome.entry_id,
-        requested_model=outcome.key.model,
+        requested_model=outcome.requested_model,
+        bypass_reason=outcome.bypass_reason,
+        request_id=outcome.request_id or None,
         upstream_ms=outcome.upstream_ms,
         response_id=outcome.response_id,
         prompt=outcome.prompt,

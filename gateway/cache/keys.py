@@ -29,7 +29,7 @@ class RequestKey:
     stream: bool
     include_usage: bool
     temperature: float | None
-    bypass: str | None  # why the request may not be cached, if it may not
+    bypass: str | None  # why the request may not be cached (a reason code), if it may not
     # The checked parameters that go upstream besides the model and messages.
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -138,20 +138,20 @@ def parse_chat(
 
     bypass = None
     if turns[-1][0] != "user":
-        bypass = "the last message is not a user turn"
+        bypass = "not_user_turn"
     elif not only_text:
-        bypass = "non-text content or tool calls"
+        bypass = "non_text_content"
     elif (params.get("n") or 1) > 1:
-        bypass = "n > 1"
+        bypass = "n_above_1"
     elif any(params.get(k) for k in TOOL_PARAMS) and (not cache_tools or stream):
         # Cached tool calls are served as JSON only: streamed tool-call deltas are not kept.
-        bypass = "tools or function calls"
+        bypass = "tools"
     elif params.get("logprobs") or params.get("top_logprobs"):
         bypass = "logprobs"
     elif params.get("audio") or "audio" in (params.get("modalities") or ()):
-        bypass = "audio output"
+        bypass = "audio_output"
     elif params.get("web_search_options") is not None:
-        bypass = "web search"
+        bypass = "web_search"
 
     key_params = {k: v for k, v in params.items() if k not in NOT_IN_KEY and v is not None}
     context = {

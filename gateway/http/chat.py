@@ -23,6 +23,7 @@ from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import read_json
 from gateway.http.misses import Storer, json_miss, stream_miss
 from gateway.http.sse import hit_body, hit_stream
+from gateway.middleware import request_id
 from gateway.outcome import Outcome, account, record
 from gateway.params import requested_model
 from gateway.runtime import Gateway
@@ -79,7 +80,9 @@ async def chat_completions(request: Request) -> Response:
         body, cache_tools=gw.settings.cache.cache_tools, extra_params=model.allow_params
     )
     body = {"model": key.model, "messages": body["messages"], **key.params}  # all that goes on
-    outcome = Outcome(caller, key, started, model=model.litellm_model)
+    outcome = Outcome(
+        caller, key.model, started, request_id=request_id(request), model=model.litellm_model
+    )
     now = time.time()
     classifier = gw.classifier  # one snapshot of the policies for the whole request
     found = await _lookup(gw, classifier, request, key, caller, model, now, lookup=not no_cache)
@@ -90,6 +93,7 @@ async def chat_completions(request: Request) -> Response:
         return _serve_hit(gw, classifier.policies, found.hit, key, outcome, now)
     if found.bypass is not None or no_cache:
         outcome.kind = "bypass"
+        outcome.bypass_reason = found.bypass or "no_cache"
     store = None
     if found.vector is not None and found.effective is not None and not no_store:
         partition = Partition(caller.tenant, caller.namespace, found.policy.name)
@@ -149,8 +153,13 @@ async def _lookup(
                 found.hit = await _semantic(gw, policies, caller, key, found, now)
             return found
     except Exception as exc:
-        logger.warning("semantic lookup failed open: %s", exc or type(exc).__name__)
-        return Lookup(cheap, policies[cheap.category], bypass="lookup failed")
+        timeout = isinstance(exc, TimeoutError)
+        # a timeout is load; anything else is a fault, and its traceback is wanted
+        logger.warning(
+            "semantic lookup failed open: %s", exc or type(exc).__name__, exc_info=not timeout
+        )
+        reason = "lookup_timeout" if timeout else "lookup_failed"
+        return Lookup(cheap, policies[cheap.category], bypass=reason)
 
 
 async def _semantic(
@@ -190,7 +199,7 @@ def _serve_hit(
     expires = None
     if gw.settings.cache.sliding_ttl:
         policy = policies[hit.category]
-        expires = now + adapt(policy, gw.load.load(outcome.key.model)).ttl_seconds
+        expires = now + adapt(policy, gw.load.load(outcome.requested_model)).ttl_seconds
     gw.events.put(HitUpdate(hit.entry_id, now, expires))
     return _reply_from_cache(gw, hit.response, key, outcome)
 

@@ -6,14 +6,18 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import InvalidRequest
+from categories.classifier import Classification
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import read_json
+from gateway.middleware import request_id
+from gateway.outcome import Outcome, account, record
 from gateway.params import COMPLETIONS, EMBEDDINGS, Check, check, requested_model
 from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
 
@@ -21,24 +25,60 @@ if TYPE_CHECKING:
     from gateway.runtime import Gateway
     from gateway.settings import ModelSettings
 
+RouteHandler = Callable[[Request], Awaitable[Response]]
 MAX_INPUTS = 2048  # as the OpenAI API
 BYPASS = {"x-cache": "bypass", "x-cache-category": "none"}
 
 
-async def _prepare(
-    request: Request, route: Mapping[str, Check | None]
-) -> tuple[Gateway, ModelSettings, dict[str, Any], dict[str, Any], str | None]:
-    """The gateway, the model, the body, its checked parameters, and the upstream key."""
-    gw: Gateway = request.app.state.gateway
-    caller = gw.tenancy.identify(request.headers.get("authorization"), None)
-    server = gw.settings.server
-    body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
-    model = requested_model(gw.models, body)
-    params = check(body, route, extra=model.allow_params)
-    key = caller.key if gw.settings.tenants.pass_through_key else None
-    if key is None and model.api_key_env:
-        key = os.environ.get(model.api_key_env)
-    return gw, model, body, params, key
+@dataclass(frozen=True)
+class Call:
+    """A passthrough request, checked: the model, the body, its parameters, the upstream key."""
+
+    gw: Gateway
+    model: ModelSettings
+    body: dict[str, Any]
+    params: dict[str, Any]
+    key: str | None
+
+
+Handler = Callable[[Call], Awaitable[dict[str, Any]]]
+
+
+def passthrough(route: Mapping[str, Check | None]) -> Callable[[Handler], RouteHandler]:
+    """A route whose body is checked against `route`'s allow-list and whose answer comes
+    from `handler`; each request leaves an event (a bypass, or an error), a metric and a
+    log line, as cached requests do."""
+
+    def decorate(handler: Handler) -> RouteHandler:
+        async def endpoint(request: Request) -> Response:
+            gw: Gateway = request.app.state.gateway
+            started = time.perf_counter()
+            caller = gw.tenancy.identify(request.headers.get("authorization"), None)
+            server = gw.settings.server
+            body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
+            model = requested_model(gw.models, body)
+            params = check(body, route, extra=model.allow_params)
+            key = caller.key if gw.settings.tenants.pass_through_key else None
+            if key is None and model.api_key_env:
+                key = os.environ.get(model.api_key_env)
+            outcome = Outcome(caller, model.name, started, request_id=request_id(request))
+            outcome.kind, outcome.bypass_reason = "bypass", "passthrough"
+            outcome.classification = Classification("none", "default")
+            outcome.model = model.litellm_model
+            try:
+                result = await handler(Call(gw, model, body, params, key))
+            except GatewayError:
+                outcome.kind = "error"
+                record(gw, outcome)
+                raise
+            account(outcome, model, result.get("usage"))
+            record(gw, outcome)
+            return JSONResponse(result, headers=BYPASS)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return decorate
 
 
 def _litellm_kwargs(model: ModelSettings, key: str | None) -> dict[str, Any]:
@@ -65,8 +105,9 @@ def _texts(value: Any, name: str) -> list[str]:
     return texts
 
 
-async def embeddings(request: Request) -> Response:
-    gw, model, body, params, key = await _prepare(request, EMBEDDINGS)
+@passthrough(EMBEDDINGS)
+async def embeddings(call: Call) -> dict[str, Any]:
+    gw, model, body, params, key = call.gw, call.model, call.body, call.params, call.key
     texts = _texts(body.get("input"), "input")
     if model.litellm_model.startswith(SIMULATED_PREFIX):
         vectors = await asyncio.get_running_loop().run_in_executor(
@@ -90,11 +131,12 @@ async def embeddings(request: Request) -> Response:
             result = response.model_dump(exclude_none=True)
         except Exception as exc:
             raise translate(exc) from exc
-    return JSONResponse(result, headers=BYPASS)
+    return result
 
 
-async def completions(request: Request) -> Response:
-    gw, model, body, params, key = await _prepare(request, COMPLETIONS)
+@passthrough(COMPLETIONS)
+async def completions(call: Call) -> dict[str, Any]:
+    gw, model, body, params, key = call.gw, call.model, call.body, call.params, call.key
     prompt = body.get("prompt")
     prompts = _texts(prompt, "prompt")
     if body.get("stream"):
@@ -129,4 +171,4 @@ async def completions(request: Request) -> Response:
             result = response.model_dump(exclude_none=True)
         except Exception as exc:
             raise translate(exc) from exc
-    return JSONResponse(result, headers=BYPASS)
+    return result

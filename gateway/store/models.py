@@ -92,6 +92,8 @@ class RequestEvent(Base):
     response_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # The prompt of a semantic hit (kept like entry texts), so feedback on it is a labelled pair.
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    bypass_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     __table_args__ = (
         Index("ix_request_events_ts", "ts"),

@@ -63,6 +63,8 @@ class NewEvent:
     upstream_ms: float | None = None
     response_id: str | None = None
     prompt: str | None = None
+    bypass_reason: str | None = None
+    request_id: str | None = None
 
 
 def encode_vector(vector: FloatArray) -> bytes:

@@ -32,14 +32,24 @@ class BrokenEmbedder(Wrapped):
 
 
 def test_fail_open_with_a_broken_embedder(
-    make_app: AppFactory, embedder: OnnxEmbedder, upstream: FakeUpstream
+    make_app: AppFactory,
+    embedder: OnnxEmbedder,
+    upstream: FakeUpstream,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with make_app(embedder_=BrokenEmbedder(embedder, fail=True)) as client:
         response = client.post("/v1/chat/completions", json=chat("Is water wet?"))
         assert response.status_code == 200
         assert response.headers["x-cache"] == "bypass"
+        assert response.headers["x-cache-bypass"] == "lookup_failed"
         assert count_entries(client) == 0
-        assert [e.outcome for e in request_events(client)] == ["bypass"]
+        events = request_events(client)
+        assert [(e.outcome, e.bypass_reason) for e in events] == [("bypass", "lookup_failed")]
+        # a fault, not load: its traceback is in the log
+        (failed,) = [r for r in caplog.records if "failed open" in r.getMessage()]
+        assert failed.exc_info is not None
+        metrics = client.get("/metrics").text
+        assert 'gateway_bypasses_total{reason="lookup_failed"} 1.0' in metrics
 
 
 def test_fail_open_with_a_slow_embedder(
@@ -52,6 +62,7 @@ def test_fail_open_with_a_slow_embedder(
             response = client.post("/v1/chat/completions", json=chat("Is fire hot?"))
             assert response.status_code == 200
             assert response.headers["x-cache"] == "bypass"
+            assert response.headers["x-cache-bypass"] == "lookup_timeout"
             assert len(upstream.calls) == 1
     finally:
         gate.set()
