@@ -4,6 +4,7 @@ simulated model when none is configured. The only place foreign errors are trans
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -51,9 +52,15 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=name, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
-    except Exception:
+    except Exception as exc:
+        if name not in _UNPRICED:  # once per model: every request of it would say the same
+            _UNPRICED.add(name)
+            logger.warning("no price for %s (%s): its costs and savings count as 0", name, exc)
         return 0.0
     return float(prompt_cost + completion_cost)
+
+
+_UNPRICED: set[str] = set()
 
 
 def _forwarded(model: ModelSettings, body: dict[str, Any]) -> dict[str, Any]:
@@ -118,16 +125,18 @@ class LiteLLMUpstream:
 
 
 def translate(exc: BaseException) -> GatewayError:
-    """LiteLLM, OpenAI SDK and httpx errors to the gateway's, keeping 429 and 5xx."""
+    """LiteLLM, OpenAI SDK and httpx errors to the gateway's, keeping 429 and 5xx: by type,
+    through the exception and its causes (`_kinds`), then by the status it carries."""
     if isinstance(exc, GatewayError):
         return exc
-    name = type(exc).__name__
-    message = str(getattr(exc, "message", None) or exc) or name
-    if "Timeout" in name or isinstance(exc, asyncio.TimeoutError):
+    message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    timeouts, unreachable, invalid = _kinds()
+    chain = _chain(exc)
+    if isinstance(exc, timeouts):
         return UpstreamTimeout(f"the upstream timed out: {message}")
-    if _caused_by(exc, ConnectionError) or "APIConnectionError" in _chain_names(exc):
+    if any(isinstance(seen, unreachable) for seen in chain):
         return UpstreamError(f"the upstream could not be reached: {message}")
-    if _caused_by(exc, ValueError):  # e.g. JSONDecodeError: the upstream sent garbage
+    if any(isinstance(seen, invalid) for seen in chain[1:]):  # e.g. JSON that did not parse
         return UpstreamError(f"the upstream sent an invalid response: {message}")
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and (status == 429 or status >= 500):
@@ -141,26 +150,29 @@ def translate(exc: BaseException) -> GatewayError:
     return UpstreamError(f"upstream unavailable: {message}")
 
 
-def _chain_names(exc: BaseException) -> set[str]:
-    names: set[str] = set()
+Kinds = tuple[type[BaseException], ...]
+
+
+@functools.cache
+def _kinds() -> tuple[Kinds, Kinds, Kinds]:
+    """The foreign exception types, imported on the first error rather than at start:
+    timeouts, an upstream that could not be reached, and an answer that did not parse."""
+    import httpx
+    import openai
+
+    timeouts: Kinds = (TimeoutError, openai.APITimeoutError, httpx.TimeoutException)
+    unreachable: Kinds = (openai.APIConnectionError, httpx.TransportError, ConnectionError)
+    return timeouts, unreachable, (ValueError,)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it, at most ten deep."""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            break
-        names.update(kind.__name__ for kind in type(seen).__mro__)
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    return names
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: BaseException | None = exc.__cause__ or exc.__context__
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return chain
 
 
 @dataclass(frozen=True)
