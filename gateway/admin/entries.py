@@ -9,7 +9,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,6 +25,7 @@ from gateway.admin.common import (
     text,
 )
 from gateway.errors import InvalidRequest, NotFound
+from gateway.store.entries import EntryFilter, entries_by_id, page_of_entries
 from gateway.store.models import CacheEntry
 
 FILTERS = ("tenant", "namespace", "category", "model")
@@ -63,22 +63,19 @@ def _filters(source: Mapping[str, Any]) -> dict[str, str]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _conditions(source: Mapping[str, Any], now: float) -> list[ColumnElement[bool]]:
+def _matching(source: Mapping[str, Any], now: float) -> EntryFilter:
     """Filters shared by listing and purging: tenant, namespace, category, model, and age."""
-    columns = {
-        "tenant": CacheEntry.tenant,
-        "namespace": CacheEntry.namespace,
-        "category": CacheEntry.category,
-        "model": CacheEntry.model_family,
-    }
-    where = [columns[name] == value for name, value in _filters(source).items()]
+    given = _filters(source)
     older = number(source, "older_than_s", minimum=0)
-    if older is not None:
-        where.append(CacheEntry.created_at <= now - older)
     newer = number(source, "newer_than_s", minimum=0)
-    if newer is not None:
-        where.append(CacheEntry.created_at >= now - newer)
-    return where
+    return EntryFilter(
+        tenant=given.get("tenant"),
+        namespace=given.get("namespace"),
+        category=given.get("category"),
+        model=given.get("model"),
+        created_before=None if older is None else now - older,
+        created_after=None if newer is None else now - newer,
+    )
 
 
 @admin
@@ -86,7 +83,7 @@ async def list_entries(request: Request) -> Response:
     """Filtered, paginated by id (`after`); with `q`, the nearest entries to that text."""
     gw = gateway(request)
     params = query(request)
-    where = _conditions(params, time.time())
+    matching = _matching(params, time.time())
     limit = page_limit(params)
     search = text(params, "q", max_length=MAX_Q)
     after = integer(params, "after", minimum=0) or 0
@@ -110,11 +107,8 @@ async def list_entries(request: Request) -> Response:
         order = {entry_id: similarity for similarity, entry_id in nearest}
 
         def rows_near() -> list[CacheEntry]:
-            with store.session() as session:
-                found = session.scalars(
-                    select(CacheEntry).where(CacheEntry.id.in_(list(order)), *where)
-                )
-                return sorted(found, key=lambda row: -order[row.id])[:limit]
+            found = entries_by_id(store, order, matching).values()
+            return sorted(found, key=lambda row: -order[row.id])[:limit]
 
         data = [
             {**_view(row), "similarity": round(order[row.id], 4)}
@@ -122,17 +116,9 @@ async def list_entries(request: Request) -> Response:
         ]
         return JSONResponse({"object": "list", "data": data, "has_more": False, "next_after": None})
 
-    def rows_page() -> list[CacheEntry]:
-        with store.session() as session:
-            statement = (
-                select(CacheEntry)
-                .where(CacheEntry.id > after, *where)
-                .order_by(CacheEntry.id)
-                .limit(limit + 1)
-            )
-            return list(session.scalars(statement))
-
-    rows = await loop.run_in_executor(None, rows_page)
+    rows = await loop.run_in_executor(
+        None, lambda: page_of_entries(store, matching, after=after, limit=limit + 1)
+    )
     return JSONResponse(page([_view(row) for row in rows], limit))
 
 
@@ -143,7 +129,7 @@ async def entry(request: Request) -> Response:
     entry_id = path_integer(request, "entry_id")
     loop = asyncio.get_running_loop()
     if request.method == "DELETE":
-        removed = await gw.cache.remove(CacheEntry.id == entry_id)
+        removed = await gw.cache.remove(EntryFilter(entry_id=entry_id))
         if not removed:
             raise NotFound(f"no entry {entry_id}", param="entry_id")
         return JSONResponse({"object": "cache.entry.deleted", "id": entry_id, "deleted": True})
@@ -166,13 +152,13 @@ async def purge(request: Request) -> Response:
     everything = body.get("all", False)
     if not isinstance(everything, bool):
         raise InvalidRequest("all must be true or false", param="all")
-    where = _conditions(body, time.time())
-    if not where and not everything:
+    matching = _matching(body, time.time())
+    if matching == EntryFilter() and not everything:
         raise InvalidRequest(
             "name at least one filter (tenant, namespace, category, model, older_than_s, "
             'newer_than_s), or purge everything with "all": true'
         )
-    if where and everything:
+    if matching != EntryFilter() and everything:
         raise InvalidRequest('"all": true cannot be combined with filters', param="all")
-    removed = await gw.cache.remove(*where) if where else await gw.cache.remove(CacheEntry.id > 0)
+    removed = await gw.cache.remove(matching)
     return JSONResponse({"object": "cache.purge", "deleted": removed})

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, select
-
 from categories.load import Acceptance
 from embeddings.protocol import Embedder, Vectors
 from gateway.cache.guard import check
@@ -22,6 +20,14 @@ from gateway.cache.keys import RequestKey
 from gateway.index.hnsw import HnswIndex, Neighbor
 from gateway.index.sync import index_file, load_or_rebuild
 from gateway.settings import IndexParams
+from gateway.store.entries import (
+    EntryFilter,
+    Removed,
+    demote_entry,
+    entries_by_id,
+    exact_entry,
+    remove_entries,
+)
 from gateway.store.models import CacheEntry
 from gateway.store.queries import NewEntry, Partition, Store
 
@@ -102,20 +108,7 @@ class SemanticCache:
         return await self._run(self._exact, tenant, namespace, key, now)
 
     def _exact(self, tenant: str, namespace: str, key: RequestKey, now: float) -> Hit | None:
-        query = (
-            select(CacheEntry)
-            .where(
-                CacheEntry.tenant == tenant,
-                CacheEntry.namespace == namespace,
-                CacheEntry.request_hash == key.exact_hash,
-                CacheEntry.model_family == key.model,
-                (CacheEntry.expires_at.is_(None)) | (CacheEntry.expires_at > now),
-            )
-            .order_by(CacheEntry.id.desc())
-            .limit(1)
-        )
-        with self.store.session() as session:
-            row = session.scalars(query).first()
+        row = exact_entry(self.store, tenant, namespace, key.exact_hash, key.model, now)
         return _hit(row, 1.0, "exact") if row else None
 
     async def lookup_semantic(
@@ -144,7 +137,8 @@ class SemanticCache:
             nearest = max((n.similarity for _, n in found), default=None)
             above = [(c, n) for c, n in found if n.similarity >= accept[c].threshold]
             above.sort(key=lambda pair: -pair[1].similarity)
-            return above, self._rows([n.entry_id for _, n in above]) if above else {}, nearest
+            ids = [n.entry_id for _, n in above]
+            return above, entries_by_id(self.store, ids) if above else {}, nearest
 
         above, rows, nearest = await self._run(candidates)
         rejected: list[Rejection] = []
@@ -163,11 +157,6 @@ class SemanticCache:
                     continue
             return _hit(row, neighbor.similarity, "semantic"), rejected, nearest
         return None, rejected, nearest
-
-    def _rows(self, ids: list[int]) -> dict[int, CacheEntry]:
-        with self.store.session() as session:
-            rows = session.scalars(select(CacheEntry).where(CacheEntry.id.in_(ids)))
-            return {row.id: row for row in rows}
 
     async def put(self, new: NewEntry) -> int:
         """Commit the entry, then index it: nothing is indexed that is not durable."""
@@ -205,48 +194,23 @@ class SemanticCache:
     async def sweep_expired(self, now: float | None = None) -> int:
         """Delete expired entries from the store and every loaded index."""
         moment = time.time() if now is None else now
-        return await self.remove(
-            CacheEntry.expires_at.is_not(None), CacheEntry.expires_at <= moment
-        )
+        return await self.remove(EntryFilter(expired_at=moment))
 
-    async def remove(self, *where: ColumnElement[bool]) -> int:
-        """Delete the entries matching `where` from the store, then from the indexes."""
-
-        def delete_rows() -> list[tuple[int, str, str, str]]:
-            with self.store.session() as session, session.begin():
-                rows = session.execute(
-                    select(
-                        CacheEntry.id, CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category
-                    ).where(*where)
-                ).all()
-                ids = [r[0] for r in rows]
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    session.execute(delete(CacheEntry).where(CacheEntry.id.in_(chunk)))
-                return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-        removed = await self._run(delete_rows)
+    async def remove(self, matching: EntryFilter) -> int:
+        """Delete the matching entries from the store, then from the indexes."""
+        removed = await self._run(remove_entries, self.store, matching)
         self._unindex(removed)
         return len(removed)
 
     async def demote(self, entry_id: int, now: float) -> bool:
         """Out of the index for good (a wrong hit): kept for its own exact request only."""
-
-        def mark() -> tuple[int, str, str, str] | None:
-            with self.store.session() as session, session.begin():
-                row = session.get(CacheEntry, entry_id)
-                if row is None:
-                    return None
-                row.demoted_at = row.demoted_at or now
-                return (row.id, row.tenant, row.namespace, row.category)
-
-        marked = await self._run(mark)
+        marked = await self._run(demote_entry, self.store, entry_id, now)
         if marked is None:
             return False
         self._unindex([marked])
         return True
 
-    def _unindex(self, rows: list[tuple[int, str, str, str]]) -> None:
+    def _unindex(self, rows: list[Removed]) -> None:
         for entry_id, tenant, namespace, category in rows:
             self._counts.pop((tenant, category), None)  # recounted when next needed
             index = self._indexes.get(Partition(tenant, namespace, category))

@@ -13,14 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from embeddings.protocol import Embedder
 from gateway.app import create_app
 from gateway.replay.workload import Request, Workload
 from gateway.settings import ModelSettings, Settings, StoreSettings
-from gateway.store.models import CacheEntry, RequestEvent
 from gateway.upstream import SIMULATED_PREFIX, SimulatedUpstream, SimulationProfile
 
 # The simulated upstream answers at once; its latency is modelled, not slept.
@@ -105,18 +103,8 @@ def run(
                 progress(done)
         client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
         store = gateway.cache.store
-        with store.session() as session:
-            rows = session.execute(
-                select(
-                    RequestEvent.response_id,
-                    RequestEvent.entry_id,
-                    RequestEvent.upstream_ms,
-                    RequestEvent.cost_usd,
-                    RequestEvent.prompt_tokens,
-                    RequestEvent.completion_tokens,
-                )
-            ).all()
-            size = int(session.scalar(select(func.count(CacheEntry.id))) or 0)
+        rows = store.event_costs()
+        size = store.count_entries()
     for response_id, entry_id, upstream_ms, cost, prompt_tokens, completion_tokens in rows:
         matched = by_response.get(response_id) if response_id else None
         if matched is None:

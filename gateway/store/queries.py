@@ -186,6 +186,20 @@ class Store:
                     )
                 )
 
+    def event_costs(self) -> list[tuple[str | None, int | None, float | None, float, int, int]]:
+        """(response id, entry id, upstream ms, cost, prompt and completion tokens) of every
+        event: what `gateway replay` joins its answers with."""
+        columns = (
+            RequestEvent.response_id,
+            RequestEvent.entry_id,
+            RequestEvent.upstream_ms,
+            RequestEvent.cost_usd,
+            RequestEvent.prompt_tokens,
+            RequestEvent.completion_tokens,
+        )
+        with self._session() as session:
+            return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in session.execute(select(*columns))]
+
     def count_entries(self) -> int:
         with self._session() as session:
             return int(session.scalar(select(func.count(CacheEntry.id))) or 0)

@@ -1,0 +1,117 @@
+"""Finding, listing and removing cache entries by domain values: callers say which entries
+(an `EntryFilter`), never how to query for them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, delete, select
+
+from gateway.store.models import CacheEntry
+from gateway.store.queries import Store
+
+# (id, tenant, namespace, category): what the indexes need to forget a removed entry.
+Removed = tuple[int, str, str, str]
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which entries: every field given must match; none given means every entry."""
+
+    tenant: str | None = None
+    namespace: str | None = None
+    category: str | None = None
+    model: str | None = None
+    created_before: float | None = None
+    created_after: float | None = None
+    expired_at: float | None = None  # entries whose expiry is at or before this moment
+    entry_id: int | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        for value, column in (
+            (self.tenant, CacheEntry.tenant),
+            (self.namespace, CacheEntry.namespace),
+            (self.category, CacheEntry.category),
+            (self.model, CacheEntry.model_family),
+        ):
+            if value is not None:
+                where.append(column == value)
+        if self.created_before is not None:
+            where.append(CacheEntry.created_at <= self.created_before)
+        if self.created_after is not None:
+            where.append(CacheEntry.created_at >= self.created_after)
+        if self.expired_at is not None:
+            where += [CacheEntry.expires_at.is_not(None), CacheEntry.expires_at <= self.expired_at]
+        if self.entry_id is not None:
+            where.append(CacheEntry.id == self.entry_id)
+        return where
+
+
+def exact_entry(
+    store: Store, tenant: str, namespace: str, request_hash: str, model: str, now: float
+) -> CacheEntry | None:
+    """The newest live entry of this exact request."""
+    query = (
+        select(CacheEntry)
+        .where(
+            CacheEntry.tenant == tenant,
+            CacheEntry.namespace == namespace,
+            CacheEntry.request_hash == request_hash,
+            CacheEntry.model_family == model,
+            (CacheEntry.expires_at.is_(None)) | (CacheEntry.expires_at > now),
+        )
+        .order_by(CacheEntry.id.desc())
+        .limit(1)
+    )
+    with store.session() as session:
+        return session.scalars(query).first()
+
+
+def entries_by_id(
+    store: Store, ids: Iterable[int], matching: EntryFilter | None = None
+) -> dict[int, CacheEntry]:
+    """The entries of `ids` (that match the filter), by id."""
+    where = matching.where() if matching is not None else []
+    with store.session() as session:
+        rows = session.scalars(select(CacheEntry).where(CacheEntry.id.in_(list(ids)), *where))
+        return {row.id: row for row in rows}
+
+
+def page_of_entries(
+    store: Store, matching: EntryFilter, *, after: int, limit: int
+) -> list[CacheEntry]:
+    """A page of matching entries in id order, after the id `after`."""
+    query = (
+        select(CacheEntry)
+        .where(CacheEntry.id > after, *matching.where())
+        .order_by(CacheEntry.id)
+        .limit(limit)
+    )
+    with store.session() as session:
+        return list(session.scalars(query))
+
+
+def remove_entries(store: Store, matching: EntryFilter) -> list[Removed]:
+    """Delete the matching entries in one transaction; what was deleted."""
+    columns = (CacheEntry.id, CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category)
+    with store.session() as session, session.begin():
+        rows = [
+            (r[0], r[1], r[2], r[3])
+            for r in session.execute(select(*columns).where(*matching.where()))
+        ]
+        ids = [row[0] for row in rows]
+        for start in range(0, len(ids), 500):
+            session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids[start : start + 500])))
+        return rows
+
+
+def demote_entry(store: Store, entry_id: int, now: float) -> Removed | None:
+    """Mark an entry demoted (kept for its own exact request only); None if there is none."""
+    with store.session() as session, session.begin():
+        row = session.get(CacheEntry, entry_id)
+        if row is None:
+            return None
+        row.demoted_at = row.demoted_at or now
+        return (row.id, row.tenant, row.namespace, row.category)

@@ -1,0 +1,71 @@
+"""Verdicts on served hits: which entry a response came from, and the labelled pair kept."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from gateway.store.models import CacheEntry, Feedback, RequestEvent
+from gateway.store.queries import Store
+
+
+@dataclass(frozen=True)
+class Served:
+    entry_id: int
+    tenant: str
+    category: str
+    entry_text: str
+    response_id: str | None
+    prompt: str | None
+    similarity: float | None
+
+
+def find_served(store: Store, entry_id: int | None, response_id: str | None) -> Served | None:
+    with store.session() as session:
+        event = None
+        if response_id is not None:
+            event = session.scalars(
+                select(RequestEvent)
+                .where(RequestEvent.response_id == response_id)
+                .order_by(RequestEvent.id.desc())
+                .limit(1)
+            ).first()
+            if event is None or event.entry_id is None:
+                return None
+            if entry_id is not None and entry_id != event.entry_id:
+                return None
+            entry_id = event.entry_id
+        row = session.get(CacheEntry, entry_id)
+        if row is None:
+            return None
+        return Served(
+            row.id,
+            row.tenant,
+            row.category,
+            row.text,
+            response_id,
+            event.prompt if event is not None else None,
+            event.similarity if event is not None else None,
+        )
+
+
+def add_feedback(store: Store, served: Served, correct: bool, source: str, note: str) -> int:
+    row = Feedback(
+        ts=time.time(),
+        tenant=served.tenant,
+        entry_id=served.entry_id,
+        response_id=served.response_id,
+        correct=correct,
+        category=served.category,
+        similarity=served.similarity,
+        prompt=served.prompt,
+        entry_text=served.entry_text,
+        source=source,
+        note=note,
+    )
+    with store.session() as session, session.begin():
+        session.add(row)
+        session.flush()
+        return row.id
