@@ -3,10 +3,13 @@ order in which the app happens to import things."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from embeddings.runtime import OnnxEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("gateway", "categories", "embeddings", "federated")
@@ -53,3 +56,38 @@ def test_settings_are_cheap_to_import() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+SERVING = """
+import asyncio, os, sys, tempfile
+from gateway.runtime import running
+from gateway.settings import Settings
+
+store = f"sqlite:///{tempfile.mkdtemp()}/gateway.db"
+settings = Settings.from_dict(
+    {"store": {"url": store}, "embedding": {"cache_dir": sys.argv[1]}},
+    {"GATEWAY_TENANT_SALT": "s"},
+)
+
+async def serve_once():
+    async with running(settings):
+        pass
+
+asyncio.run(serve_once())
+print(sorted({"torch", "transformers", "sentence_transformers", "onnx"} & set(sys.modules)))
+"""
+
+
+def test_serving_imports_no_export_tooling(embedder: OnnxEmbedder, model_cache: Path) -> None:
+    # The `embedder` fixture has exported the model into `model_cache`: a gateway that
+    # starts with that cache needs ONNX Runtime and tokenizers only.
+    result = subprocess.run(
+        [sys.executable, "-c", SERVING, str(model_cache)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
