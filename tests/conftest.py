@@ -10,8 +10,25 @@ from embeddings.options import EmbedderOptions
 from embeddings.protocol import Vectors, embed_all
 from embeddings.runtime import OnnxEmbedder, load_embedder
 from gateway.demo import bundled_pairs
+from tests.support.embedders import HashingEmbedder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# Fixtures that load the real model: a test that uses one (directly or through another
+# fixture) is marked `model`, so `pytest -m "not model"` runs the rest in seconds.
+MODEL_FIXTURES = {"embedder", "embedder_int8", "app_embedder", "prompt_vectors", "model_cache"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
+@pytest.fixture(scope="session")
+def fast_embedder() -> HashingEmbedder:
+    return HashingEmbedder()
 
 
 @pytest.fixture(scope="session")

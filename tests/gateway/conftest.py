@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.settings import ModelSettings, Settings
 from gateway.store.models import CacheEntry, RequestEvent
 from gateway.upstream import SimulatedUpstream, SimulationProfile
-from tests.support.embedders import Memoized
+from tests.support.embedders import HashingEmbedder, Memoized
 from tests.support.fake_upstream import FakeUpstream, serve_fake_upstream
 
 AppFactory = Callable[..., AbstractContextManager[TestClient]]
@@ -59,12 +59,8 @@ def app_embedder(embedder: OnnxEmbedder) -> Memoized:
     return Memoized(embedder)
 
 
-@pytest.fixture
-def make_app(
-    tmp_path: Path,
-    upstream: FakeUpstream,
-    app_embedder: Memoized,
-    monkeypatch: pytest.MonkeyPatch,
+def _factory(
+    tmp_path: Path, upstream: FakeUpstream, default: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> AppFactory:
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-upstream")
 
@@ -75,7 +71,7 @@ def make_app(
         settings = gateway_settings(db or tmp_path / "gateway.db", upstream, **sections)
         app = create_app(
             settings,
-            embedder=embedder_ or app_embedder,
+            embedder=embedder_ or default,
             salt=b"test-salt",
             simulated=SimulatedUpstream(SimulationProfile(0.0, 0.0)),
         )
@@ -86,8 +82,34 @@ def make_app(
 
 
 @pytest.fixture
+def make_app(
+    tmp_path: Path, upstream: FakeUpstream, app_embedder: Memoized, monkeypatch: pytest.MonkeyPatch
+) -> AppFactory:
+    """Apps on the real model, or on the embedder a test passes as `embedder_`."""
+    return _factory(tmp_path, upstream, app_embedder, monkeypatch)
+
+
+@pytest.fixture
+def make_fast_app(
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    fast_embedder: HashingEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AppFactory:
+    """Apps on the hashing embedder: for tests that do not depend on meaning."""
+    return _factory(tmp_path, upstream, fast_embedder, monkeypatch)
+
+
+@pytest.fixture
 def client(make_app: AppFactory) -> Iterator[TestClient]:
     with make_app() as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def fast_client(make_fast_app: AppFactory) -> Iterator[TestClient]:
+    """An app on the hashing embedder: for tests that do not depend on meaning."""
+    with make_fast_app() as test_client:
         yield test_client
 
 

@@ -20,9 +20,11 @@ PAST_64_BITS = ("9223372036854775808", "99999999999999999999", "1" + "0" * 5000)
 
 
 @pytest.fixture
-def admin_client(make_app: AppFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def admin_client(
+    make_fast_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
     monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
-    with make_app() as client:
+    with make_fast_app() as client:
         for question in ("What is the capital of Peru?", "Who wrote Frankenstein?"):
             response = client.post(
                 "/v1/chat/completions",

@@ -41,9 +41,11 @@ CHECKS = [
 
 
 @pytest.fixture
-def admin_client(make_app: AppFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def admin_client(
+    make_fast_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
     monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
-    with make_app() as client:
+    with make_fast_app() as client:
         for question in ("What is the capital of Peru?", "Who wrote Frankenstein?"):
             client.post("/v1/chat/completions", json=chat(question))  # entries 1 and 2
         yield client

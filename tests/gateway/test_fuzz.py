@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from embeddings.runtime import OnnxEmbedder
+from tests.support.embedders import HashingEmbedder
 from tests.support.fuzzing import (
     CHAT,
     COMPLETIONS,
@@ -71,9 +71,10 @@ def examples(in_ci: int) -> int:
 
 @pytest.fixture(scope="module")
 def target(
-    tmp_path_factory: pytest.TempPathFactory, embedder: OnnxEmbedder
+    tmp_path_factory: pytest.TempPathFactory, fast_embedder: HashingEmbedder
 ) -> Iterator[FuzzTarget]:
-    with serve_gateway(tmp_path_factory.mktemp("fuzz"), embedder) as served:
+    # What the fuzz checks (statuses, connections) does not depend on meaning.
+    with serve_gateway(tmp_path_factory.mktemp("fuzz"), fast_embedder) as served:
         yield served
 
 

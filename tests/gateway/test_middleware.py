@@ -8,6 +8,12 @@ from starlette.testclient import TestClient
 from tests.gateway.conftest import chat, request_events
 
 
+@pytest.fixture
+def client(fast_client: TestClient) -> TestClient:
+    """What these tests check does not depend on meaning: the fast embedder serves."""
+    return fast_client
+
+
 def test_a_request_id_is_echoed_or_made(client: TestClient) -> None:
     given = client.post(
         "/v1/chat/completions", json=chat("Which id?"), headers={"x-request-id": "req-42.a"}

@@ -34,6 +34,12 @@ PROVIDER_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+@pytest.fixture
+def client(fast_client: TestClient) -> TestClient:
+    """What these tests check does not depend on meaning: the fast embedder serves."""
+    return fast_client
+
+
 @pytest.mark.parametrize(("field", "value"), PROVIDER_OPTIONS)
 def test_provider_options_are_refused_by_name_and_reach_nothing(
     client: TestClient, upstream: FakeUpstream, field: str, value: Any
