@@ -90,6 +90,17 @@ def _litellm_kwargs(model: ModelSettings, key: str | None) -> dict[str, Any]:
     return kwargs
 
 
+async def _via_litellm(call: Call, function: str, **inputs: Any) -> dict[str, Any]:
+    """One LiteLLM call with the checked parameters only; its errors translated."""
+    kwargs = _litellm_kwargs(call.model, call.key)
+    try:
+        response = await getattr(load_litellm(), function)(**inputs, **kwargs, **call.params)
+        result: dict[str, Any] = response.model_dump(exclude_none=True)
+    except Exception as exc:
+        raise translate(exc) from exc
+    return result
+
+
 def _texts(value: Any, name: str) -> list[str]:
     texts = [value] if isinstance(value, str) else value
     if (
@@ -107,8 +118,8 @@ def _texts(value: Any, name: str) -> list[str]:
 
 @passthrough(EMBEDDINGS)
 async def embeddings(call: Call) -> dict[str, Any]:
-    gw, model, body, params, key = call.gw, call.model, call.body, call.params, call.key
-    texts = _texts(body.get("input"), "input")
+    gw, model = call.gw, call.model
+    texts = _texts(call.body.get("input"), "input")
     if model.litellm_model.startswith(SIMULATED_PREFIX):
         vectors = await asyncio.get_running_loop().run_in_executor(
             None, gw.cache.embedder.embed, texts
@@ -124,19 +135,13 @@ async def embeddings(call: Call) -> dict[str, Any]:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     else:
-        try:
-            response = await load_litellm().aembedding(
-                input=texts, **_litellm_kwargs(model, key), **params
-            )
-            result = response.model_dump(exclude_none=True)
-        except Exception as exc:
-            raise translate(exc) from exc
+        result = await _via_litellm(call, "aembedding", input=texts)
     return result
 
 
 @passthrough(COMPLETIONS)
 async def completions(call: Call) -> dict[str, Any]:
-    gw, model, body, params, key = call.gw, call.model, call.body, call.params, call.key
+    model, body = call.model, call.body
     prompt = body.get("prompt")
     prompts = _texts(prompt, "prompt")
     if body.get("stream"):
@@ -145,8 +150,8 @@ async def completions(call: Call) -> dict[str, Any]:
         )
     if model.litellm_model.startswith(SIMULATED_PREFIX):
         text = " ".join(prompts)
-        chat = await gw.router.for_model(model).complete(
-            model, {"messages": [{"role": "user", "content": text}]}, key
+        chat = await call.gw.router.for_model(model).complete(
+            model, {"messages": [{"role": "user", "content": text}]}, call.key
         )
         result: dict[str, Any] = {
             "id": f"cmpl-{uuid.uuid4().hex[:24]}",
@@ -164,11 +169,5 @@ async def completions(call: Call) -> dict[str, Any]:
             "usage": chat["usage"],
         }
     else:
-        try:
-            response = await load_litellm().atext_completion(
-                prompt=prompt, **_litellm_kwargs(model, key), **params
-            )
-            result = response.model_dump(exclude_none=True)
-        except Exception as exc:
-            raise translate(exc) from exc
+        result = await _via_litellm(call, "atext_completion", prompt=prompt)
     return result
