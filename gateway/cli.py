@@ -148,7 +148,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(handler)
         access.setLevel(logging.INFO)
-    # One worker: a process holds its own in-memory index (see README, "Scaling").
+    # One worker: a process holds its own in-memory index (see README, "Not built yet").
     config = uvicorn_config(create_app(settings), server, log_level="info", access_log=False)
     uvicorn.Server(config).run()
     return 0
