@@ -141,6 +141,12 @@ def test_namespace_is_an_extra_partition(client: TestClient) -> None:
         headers={"x-cache-namespace": "team-b"},
     )
     assert other.headers["x-cache"] == "miss"
+    same = client.post(
+        "/v1/chat/completions",
+        json=chat("Summarise the handbook"),
+        headers={"x-cache-namespace": "team-a"},
+    )
+    assert same.headers["x-cache"] == "hit"  # the control: the same namespace is served
     bad = client.post(
         "/v1/chat/completions", json=chat("x"), headers={"x-cache-namespace": "no spaces allowed"}
     )
@@ -184,6 +190,8 @@ def test_system_prompt_is_part_of_the_key(client: TestClient) -> None:
     client.post("/v1/chat/completions", json=with_system("Answer in French."))
     other = client.post("/v1/chat/completions", json=with_system("Answer in German."))
     assert other.headers["x-cache"] == "miss"
+    same = client.post("/v1/chat/completions", json=with_system("Answer in French."))
+    assert same.headers["x-cache"] == "hit"  # the control: the same system prompt is served
 
 
 def test_no_cache_no_store_and_ttl(client: TestClient, upstream: FakeUpstream) -> None:
@@ -212,6 +220,8 @@ def test_no_cache_no_store_and_ttl(client: TestClient, upstream: FakeUpstream) -
 
 def test_expired_entries_are_not_served_and_are_swept(client: TestClient) -> None:
     client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
+    fresh = client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
+    assert fresh.headers["x-cache"] == "hit"  # the control: served while it lives
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
     with gateway.cache.store.session() as session, session.begin():
         session.execute(update(CacheEntry).values(expires_at=time.time() - 1))
