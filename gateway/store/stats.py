@@ -1,93 +1,161 @@
-"""What the cache did in a time window, from the event log and the feedback table: totals
-and breakdowns by category, tenant and model."""
+"""What the cache did in a time window, aggregated in SQL: totals and breakdowns by
+category, tenant and model, from the event log and the feedback table.
+
+Counts and sums are GROUP BY queries over the window (the `ts` index finds it); the
+gateway-added latency percentiles are nearest-rank, picked by a window function, so no
+query returns more than a few rows per group whatever the traffic.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.store.models import Feedback, RequestEvent
 from gateway.store.queries import Store
 
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+GROUPS = {
+    "by_category": RequestEvent.category,
+    "by_tenant": RequestEvent.tenant,
+    "by_model": RequestEvent.requested_model,
+}
 
-def _empty() -> dict[str, Any]:
-    return {"outcomes": defaultdict(int), "added_ms": [], "tokens": 0, "cost": 0.0, "false": 0}
+
+def _added() -> ColumnElement[float]:
+    """The gateway's own share of a request's latency (never negative)."""
+    added = RequestEvent.latency_ms - func.coalesce(RequestEvent.upstream_ms, 0.0)
+    return case((added > 0, added), else_=0.0)
 
 
-def _summary(group: dict[str, Any]) -> dict[str, Any]:
-    outcomes = group["outcomes"]
+Key = ColumnElement[Any] | InstrumentedAttribute[Any] | None  # None: one group of all
+TOTAL = "all"
+
+
+def _counts(store: Store, key: Key, window: list[ColumnElement[bool]]) -> list[Any]:
+    hit = RequestEvent.outcome.like("hit%")
+    tokens = RequestEvent.prompt_tokens + RequestEvent.completion_tokens
+    sums = (
+        func.count(),
+        func.sum(case((hit, tokens), else_=0)),
+        func.sum(case((hit, RequestEvent.cost_usd), else_=0.0)),
+    )
+    keys = [] if key is None else [key]
+    query = select(*keys, RequestEvent.outcome, *sums).where(*window)
+    with store.session() as session:
+        rows = session.execute(query.group_by(*keys, RequestEvent.outcome)).all()
+    return [tuple(row) if key is not None else (TOTAL, *row) for row in rows]
+
+
+def _percentiles(
+    store: Store, key: Key, window: list[ColumnElement[bool]]
+) -> dict[Any, dict[str, float]]:
+    added = _added()
+    group = literal(TOTAL) if key is None else key
+    partition = None if key is None else key
+    ranked = (
+        select(
+            group.label("key"),
+            added.label("added"),
+            func.row_number().over(partition_by=partition, order_by=added).label("rank"),
+            func.count().over(partition_by=partition).label("n"),
+        )
+        .where(*window)
+        .subquery()
+    )
+    # nearest rank: the smallest rank r with r >= q * n
+    wanted = or_(
+        *(and_(ranked.c.rank >= q * ranked.c.n, ranked.c.rank - 1 < q * ranked.c.n)
+          for q in QUANTILES.values())
+    )  # fmt: skip
+    query = select(ranked.c.key, ranked.c.rank, ranked.c.n, ranked.c.added).where(wanted)
+    found: dict[Any, dict[str, float]] = defaultdict(dict)
+    with store.session() as session:
+        for group, rank, n, value in session.execute(query):
+            for name, q in QUANTILES.items():
+                if rank >= q * n > rank - 1:
+                    found[group][name] = float(value)
+    return found
+
+
+def _false_hits(store: Store, key: Key, since: float, until: float) -> dict[Any, int]:
+    wrong = (Feedback.ts >= since, Feedback.ts < until, Feedback.correct.is_(False))
+    with store.session() as session:
+        if key is None:
+            return {TOTAL: int(session.scalar(select(func.count()).where(*wrong)) or 0)}
+        query = select(key, func.count()).where(*wrong).group_by(key)
+        return {group: int(count) for group, count in session.execute(query)}
+
+
+def _summary(
+    outcomes: dict[str, int], tokens: int, cost: float, added: dict[str, float], false: int
+) -> dict[str, Any]:
     requests = sum(outcomes.values())
     hits = sum(n for kind, n in outcomes.items() if kind.startswith("hit"))
-    added = np.asarray(group["added_ms"]) if group["added_ms"] else None
     return {
         "requests": requests,
         "hits": hits,
-        "hits_exact": outcomes["hit_exact"],
-        "hits_semantic": outcomes["hit_semantic"],
-        "hits_coalesced": outcomes["hit_coalesced"],
-        "misses": outcomes["miss"],
-        "bypasses": outcomes["bypass"],
-        "errors": outcomes["error"],
+        "hits_exact": outcomes.get("hit_exact", 0),
+        "hits_semantic": outcomes.get("hit_semantic", 0),
+        "hits_coalesced": outcomes.get("hit_coalesced", 0),
+        "misses": outcomes.get("miss", 0),
+        "bypasses": outcomes.get("bypass", 0),
+        "errors": outcomes.get("error", 0),
         "hit_rate": hits / requests if requests else 0.0,
-        "tokens_saved": group["tokens"],
-        "cost_saved_usd": round(group["cost"], 6),
-        "added_latency_ms": {
-            q: (float(np.percentile(added, int(q[1:]))) if added is not None else None)
-            for q in ("p50", "p95", "p99")
-        },
-        "false_hits": group["false"],
+        "tokens_saved": tokens,
+        "cost_saved_usd": round(cost, 6),
+        "added_latency_ms": {name: added.get(name) for name in QUANTILES},
+        "false_hits": false,
     }
+
+
+def _grouped(
+    store: Store,
+    key: Key,
+    window: list[ColumnElement[bool]],
+    false_key: Key,
+    since: float,
+    until: float,
+    *,
+    with_false: bool = True,
+) -> dict[Any, dict[str, Any]]:
+    outcomes: dict[Any, dict[str, int]] = defaultdict(dict)
+    tokens: dict[Any, int] = defaultdict(int)
+    cost: dict[Any, float] = defaultdict(float)
+    for group, outcome, count, saved_tokens, saved_cost in _counts(store, key, window):
+        outcomes[group][outcome] = int(count)
+        tokens[group] += int(saved_tokens or 0)
+        cost[group] += float(saved_cost or 0.0)
+    added = _percentiles(store, key, window)
+    false = _false_hits(store, false_key, since, until) if with_false else {}
+    groups = set(outcomes) | {group for group, count in false.items() if count}
+    return {
+        group: _summary(
+            outcomes.get(group, {}), tokens[group], cost[group], added.get(group, {}),
+            false.get(group, 0),
+        )
+        for group in groups
+    }  # fmt: skip
 
 
 def compute(store: Store, since: float, until: float) -> dict[str, Any]:
-    columns = (
-        RequestEvent.category,
-        RequestEvent.tenant,
-        RequestEvent.requested_model,
-        RequestEvent.outcome,
-        RequestEvent.latency_ms,
-        RequestEvent.upstream_ms,
-        RequestEvent.prompt_tokens,
-        RequestEvent.completion_tokens,
-        RequestEvent.cost_usd,
-    )
-    window = (RequestEvent.ts >= since, RequestEvent.ts < until)
-    groups: dict[str, dict[str, dict[str, Any]]] = {
-        "by_category": defaultdict(_empty),
-        "by_tenant": defaultdict(_empty),
-        "by_model": defaultdict(_empty),
-    }
-    total = _empty()
-    with store.session() as session:
-        events = session.execute(select(*columns).where(*window)).all()
-        wrong = session.execute(
-            select(Feedback.category, Feedback.tenant).where(
-                Feedback.ts >= since, Feedback.ts < until, Feedback.correct.is_(False)
-            )
-        ).all()
-    for category, tenant, model, outcome, latency, upstream, prompt, completion, cost in events:
-        targets = (
-            total,
-            groups["by_category"][category],
-            groups["by_tenant"][tenant],
-            groups["by_model"][model],
+    """Totals and breakdowns for `since` <= time < `until`."""
+    window = [RequestEvent.ts >= since, RequestEvent.ts < until]
+    totals = _grouped(store, None, window, None, since, until)
+    false_keys = {"by_category": Feedback.category, "by_tenant": Feedback.tenant}
+    breakdowns = {
+        name: _grouped(
+            store, key, window, false_keys.get(name), since, until, with_false=name in false_keys
         )
-        for group in targets:
-            group["outcomes"][outcome] += 1
-            group["added_ms"].append(max(0.0, latency - (upstream or 0.0)))
-            if outcome.startswith("hit"):
-                group["tokens"] += prompt + completion
-                group["cost"] += cost
-    for category, tenant in wrong:
-        for group in (total, groups["by_category"][category], groups["by_tenant"][tenant]):
-            group["false"] += 1
+        for name, key in GROUPS.items()
+    }
     return {
         "object": "stats",
         "since": since,
         "until": until,
-        "totals": _summary(total),
-        **{name: {k: _summary(v) for k, v in sorted(g.items())} for name, g in groups.items()},
+        "totals": totals.get(TOTAL) or _summary({}, 0, 0.0, {}, 0),
+        **{name: dict(sorted(groups.items())) for name, groups in breakdowns.items()},
     }
