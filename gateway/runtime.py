@@ -28,6 +28,7 @@ from gateway.store import open_store
 from gateway.store.events import EventWriter, journal_dir
 from gateway.store.journal import Journal
 from gateway.store.overrides import with_overrides
+from gateway.store.queries import Store
 from gateway.upstream import SIMULATED_PREFIX, Router, SimulatedUpstream, Upstream, load_litellm
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class Gateway:
     """Everything the routes need, built in the app's lifespan."""
 
     settings: Settings
+    store: Store
+    embedder: Embedder
     cache: SemanticCache
     batcher: MicroBatcher
     router: Router
@@ -119,6 +122,8 @@ async def running(
         logger.warning("wrote %d request events a crash had left in the journal", replayed)
     gateway = Gateway(
         settings=settings,
+        store=store,
+        embedder=model,
         cache=cache,
         batcher=batcher,
         router=Router(simulated=simulated or SimulatedUpstream(), real=upstream),

@@ -88,7 +88,7 @@ async def list_entries(request: Request) -> Response:
     search = text(params, "q", max_length=MAX_Q)
     after = integer(params, "after", minimum=0) or 0
     loop = asyncio.get_running_loop()
-    store = gw.cache.store
+    store = gw.store
     if search is not None:
         if not search.strip():
             raise InvalidRequest("q must not be empty", param="q")
@@ -133,7 +133,7 @@ async def entry(request: Request) -> Response:
         if not removed:
             raise NotFound(f"no entry {entry_id}", param="entry_id")
         return JSONResponse({"object": "cache.entry.deleted", "id": entry_id, "deleted": True})
-    row = await loop.run_in_executor(None, gw.cache.store.get_entry, entry_id)
+    row = await loop.run_in_executor(None, gw.store.get_entry, entry_id)
     if row is None:
         raise NotFound(f"no entry {entry_id}", param="entry_id")
     return JSONResponse(_view(row, full=True))

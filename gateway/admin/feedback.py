@@ -44,7 +44,7 @@ async def feedback(request: Request) -> Response:
         raise InvalidRequest("name the hit: entry_id or response_id", param="entry_id")
     note = text(body, "note", max_length=MAX_NOTE) or ""
     loop = asyncio.get_running_loop()
-    store = gw.cache.store
+    store = gw.store
     await gw.events.flush()  # the hit being judged may have just been served
     served = await loop.run_in_executor(None, find_served, store, entry_id, response_id)
     # A tenant may judge only what it was served; others' entries look absent.

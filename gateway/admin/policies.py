@@ -30,7 +30,7 @@ async def _apply(gw: Gateway, policies: PolicySet) -> None:
     examples = [(p.name, p.rules, p.prototypes) for p in policies.policies]
     if examples != [(p.name, p.rules, p.prototypes) for p in gw.policies.policies]:
         gw.classifier = await loop.run_in_executor(
-            None, Classifier.build, policies, gw.cache.embedder
+            None, Classifier.build, policies, gw.embedder
         )
     else:
         gw.classifier = gw.classifier.with_policies(policies)
@@ -66,7 +66,7 @@ async def policy(request: Request) -> Response:
 async def _change(gw: Gateway, method: str, name: str, body: dict[str, Any]) -> Response:
     current = gw.policies.by_name.get(name)
     loop = asyncio.get_running_loop()
-    store = gw.cache.store
+    store = gw.store
     if method == "DELETE":
         if not await loop.run_in_executor(None, forget_override, store, name):
             raise NotFound(f"category {name!r} has no run-time change", param="category")

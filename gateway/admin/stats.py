@@ -28,6 +28,6 @@ async def stats(request: Request) -> Response:
     gw = gateway(request)
     await gw.events.flush()  # what was answered is counted
     result = await asyncio.get_running_loop().run_in_executor(
-        None, compute, gw.cache.store, since, until
+        None, compute, gw.store, since, until
     )
     return JSONResponse(result)

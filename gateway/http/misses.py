@@ -92,7 +92,7 @@ class Storer:
                 request_json=json.dumps(self.body, ensure_ascii=False),
                 response_json=json.dumps(stored, ensure_ascii=False),
                 embedding=np.asarray(self.vector, dtype=np.float32),
-                embedding_model=self.gw.cache.embedder.model_id,
+                embedding_model=self.gw.embedder.model_id,
                 created_at=now,
                 expires_at=now + self.ttl,
                 prompt_tokens=outcome.prompt_tokens,

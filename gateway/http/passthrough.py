@@ -122,7 +122,7 @@ async def embeddings(call: Call) -> dict[str, Any]:
     texts = _texts(call.body.get("input"), "input")
     if model.litellm_model.startswith(SIMULATED_PREFIX):
         vectors = await asyncio.get_running_loop().run_in_executor(
-            None, gw.cache.embedder.embed, texts
+            None, gw.embedder.embed, texts
         )
         tokens = sum(len(t) // 4 + 1 for t in texts)
         result: dict[str, Any] = {

@@ -118,7 +118,7 @@ def chat(text: str, **extra: Any) -> dict[str, Any]:
 
 
 def count_entries(client: TestClient) -> int:
-    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    store = client.app.state.gateway.store  # type: ignore[attr-defined]
     with store.session() as session:
         return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
 
@@ -126,7 +126,7 @@ def count_entries(client: TestClient) -> int:
 def request_events(client: TestClient) -> list[RequestEvent]:
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
     client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
-    store = gateway.cache.store
+    store = gateway.store
     with store.session() as session:
         return list(session.scalars(select(RequestEvent).order_by(RequestEvent.id)))
 

@@ -192,7 +192,7 @@ def test_a_stored_policy_that_does_not_validate_is_ignored_at_start(
     with make_app(db=db) as client:
         response = client.patch("/admin/policies/math", json={"quota": 9}, headers=ADMIN)
         assert response.status_code == 200
-        store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+        store = client.app.state.gateway.store  # type: ignore[attr-defined]
         with store.session() as session, session.begin():  # say, written by a newer version
             row = session.get(PolicyOverride, "math")
             assert row is not None
@@ -308,7 +308,7 @@ def test_feedback_demotes_a_wrong_hit_and_records_the_pair(
         # The neighbourhood is not served it again; its own exact request still is.
         assert ask(client, paraphrase, "sk-alice").headers["x-cache"] == "miss"
         assert ask(client, original, "sk-alice").headers["x-cache-tier"] == "exact"
-        store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+        store = client.app.state.gateway.store  # type: ignore[attr-defined]
         with store.session() as session:
             (row,) = session.scalars(select(Feedback))
         assert (row.correct, row.source, row.note) == (False, "tenant", "different question")

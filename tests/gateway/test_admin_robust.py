@@ -39,7 +39,7 @@ def snapshot(client: TestClient) -> tuple[Any, ...]:
     """All that a refused request must leave alone: entries (and their demotion), feedback,
     stored policy changes, and the policies in force."""
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
-    with gateway.cache.store.session() as session:
+    with gateway.store.session() as session:
         entries = session.execute(select(CacheEntry.id, CacheEntry.demoted_at)).all()
         feedback = session.scalar(select(func.count(Feedback.id)))
         overrides = session.scalars(select(PolicyOverride.category)).all()

@@ -27,7 +27,7 @@ def ask(
 
 
 def entries(client: TestClient) -> list[CacheEntry]:
-    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    store = client.app.state.gateway.store  # type: ignore[attr-defined]
     with store.session() as session:
         return list(session.scalars(select(CacheEntry).order_by(CacheEntry.id)))
 

@@ -122,7 +122,7 @@ def test_tenants_never_see_each_other(client: TestClient, upstream: FakeUpstream
         "/v1/chat/completions", json=chat("What is our refund policy?"), headers=alice
     )
     assert same.headers["x-cache"] == "hit"
-    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    store = client.app.state.gateway.store  # type: ignore[attr-defined]
     with store.session() as session:
         tenants = set(session.scalars(select(CacheEntry.tenant)))
     assert len(tenants) == 2 and not any("sk-" in t for t in tenants)
@@ -208,7 +208,7 @@ def test_no_cache_no_store_and_ttl(client: TestClient, upstream: FakeUpstream) -
     )
     assert fresh.headers["x-cache"] == "bypass"
     assert count_entries(client) == 1  # no-cache skips the lookup but still stores
-    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    store = client.app.state.gateway.store  # type: ignore[attr-defined]
     with store.session() as session:
         row = session.scalars(select(CacheEntry)).one()
         assert row.expires_at - row.created_at == pytest.approx(120)
@@ -223,7 +223,7 @@ def test_expired_entries_are_not_served_and_are_swept(client: TestClient) -> Non
     fresh = client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
     assert fresh.headers["x-cache"] == "hit"  # the control: served while it lives
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
-    with gateway.cache.store.session() as session, session.begin():
+    with gateway.store.session() as session, session.begin():
         session.execute(update(CacheEntry).values(expires_at=time.time() - 1))
     again = client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
     assert again.headers["x-cache"] == "miss"
@@ -322,7 +322,7 @@ def test_hits_are_counted_and_events_batched(client: TestClient) -> None:
     assert [e.outcome for e in events] == ["miss"] + ["hit_exact"] * 3
     assert all(e.latency_ms > 0 for e in events)
     assert {e.entry_id for e in events} == {events[0].entry_id}
-    store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+    store = client.app.state.gateway.store  # type: ignore[attr-defined]
     with store.session() as session:
         entry = session.scalars(select(CacheEntry)).one()
     assert entry.hit_count == 3 and entry.last_hit_at is not None

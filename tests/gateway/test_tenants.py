@@ -61,7 +61,7 @@ def test_virtual_keys_share_a_tenant_and_namespace(
             headers={"authorization": "Bearer sk-three"},
         )
         assert stranger.headers["x-cache"] == "miss"
-        store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+        store = client.app.state.gateway.store  # type: ignore[attr-defined]
         with store.session() as session:
             rows = session.execute(select(CacheEntry.tenant, CacheEntry.namespace)).all()
         assert ("team-a", "shared") in {tuple(r) for r in rows}
@@ -89,7 +89,7 @@ def test_required_key(make_app: AppFactory) -> None:
 
 def test_sliding_ttl_extends_on_hit(make_app: AppFactory) -> None:
     def expiry(client: TestClient) -> float:
-        store = client.app.state.gateway.cache.store  # type: ignore[attr-defined]
+        store = client.app.state.gateway.store  # type: ignore[attr-defined]
         with store.session() as session:
             return float(session.scalars(select(CacheEntry.expires_at)).one())
 
