@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from bench.common import add_cache_dir, print_table, write_json
 from embeddings.options import EmbedderOptions
 from embeddings.runtime import load_embedder
-from tests.support.fuzzing import Findings, FuzzCase, Probe, all_cases, serve_gateway
+from tests.support.fuzz_cases import FuzzCase, all_cases
+from tests.support.fuzzing import Findings, Probe, serve_gateway
 
 
 def run(findings: Findings, probe: Probe, cases: int, random_seed: int) -> None:

@@ -18,19 +18,17 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.embedders import HashingEmbedder
-from tests.support.fuzzing import (
+from tests.support.fuzz_cases import (
     CHAT,
     COMPLETIONS,
     EMBEDDINGS,
     FuzzCase,
-    FuzzTarget,
-    Probe,
     header_cases,
     mutated_cases,
     passthrough_cases,
     raw_cases,
-    serve_gateway,
 )
+from tests.support.fuzzing import FuzzTarget, Probe, serve_gateway
 
 CI = bool(os.environ.get("CI"))
 FRESH = (("cache-control", b"no-cache"),)  # a hit would never reach the upstream
