@@ -87,10 +87,15 @@ class EventWriter:
         """Wait until everything put so far is committed."""
         await self._idle.wait()
 
-    async def aclose(self) -> None:
+    async def aclose(self, grace_s: float = 30.0) -> None:
+        """Write what is waiting (for at most `grace_s` seconds: with the store down, what
+        is left stays in the journal for the next start), then stop."""
         if self._task is not None:
             if self._waiting or not self._idle.is_set():
-                await asyncio.wait_for(self.flush(), timeout=30)
+                try:
+                    await asyncio.wait_for(self.flush(), grace_s)
+                except TimeoutError:
+                    logger.error("the store did not take the last events: they stay journaled")
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._journal is not None:

@@ -107,3 +107,30 @@ def test_a_full_queue_drops_and_counts_instead_of_growing(store: Store) -> None:
     writer = asyncio.run(burst())
     assert writer.dropped == 2 and len(dropped) == 2
     assert _rows(store) == 3
+
+
+def test_a_store_down_at_shutdown_leaves_the_events_journaled(store: Store, tmp_path: Path) -> None:
+    journal_dir = tmp_path / "events"
+
+    async def down_at_shutdown() -> None:
+        writer = EventWriter(store, journal=Journal(journal_dir))
+        store.engine.dispose()
+        (tmp_path / "gateway.db").unlink()  # what reopens is an empty file: no tables
+        writer.put(_events(1)[0])
+        await writer.aclose(grace_s=0.5)  # returns: shutdown goes on
+
+    asyncio.run(down_at_shutdown())
+    assert len(Journal(journal_dir).leftover()) == 1
+    restored = open_store(f"sqlite:///{tmp_path / 'restored.db'}")
+    try:
+
+        async def restarted() -> int:
+            writer = EventWriter(restored, journal=Journal(journal_dir))
+            replayed = await writer.replay()
+            await writer.aclose()
+            return replayed
+
+        assert asyncio.run(restarted()) == 1
+        assert _rows(restored) == 1
+    finally:
+        restored.engine.dispose()
