@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from categories.policy import DEFAULT, PolicySet
-from categories.rules import Rule
+from categories.rules import PREFIX_CHARS, Rule
 from embeddings.protocol import Embedder, Vectors
 
 STEPS = ("header", "rule", "prototype", "default")
@@ -55,8 +55,9 @@ class Classifier:
             name = header.strip().lower()
             if name in self.policies:
                 return Classification(name, "header")
+        prefix = text[:PREFIX_CHARS]  # once: each rule's own cut is then free
         for name, rule in self._rules:
-            if rule.search(text):
+            if rule.search(prefix):
                 return Classification(name, "rule")
         return None
 

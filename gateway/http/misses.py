@@ -198,8 +198,8 @@ async def stream_miss(
     try:
         await relay.start()
     except BaseException as exc:
-        relay.recorded = isinstance(exc, GatewayError)  # the route records the error it sends
-        await relay.close(status=_status(exc))
+        # a GatewayError becomes the route's error response, which records the request
+        await relay.close(status=_status(exc), record=not isinstance(exc, GatewayError))
         raise
     return _RelayResponse(relay, headers=outcome.headers())
 
@@ -231,8 +231,7 @@ class _Relay:
             if self.collector.substantive:
                 break
         else:
-            if not self.collector.substantive:
-                raise UpstreamError("the upstream's stream ended without an answer")
+            raise UpstreamError("the upstream's stream ended without an answer")
         self.first_token = time.perf_counter() - self.began
 
     def _add(self, chunk: dict[str, Any]) -> None:
@@ -265,7 +264,7 @@ class _Relay:
         finally:
             await self.close(status=status)
 
-    async def close(self, *, status: int | None) -> None:
+    async def close(self, *, status: int | None, record: bool = True) -> None:
         """Release everything the request holds; runs once, shielded from cancellation."""
         if self.closed:
             return
@@ -280,7 +279,8 @@ class _Relay:
                     account(self.outcome, self.model, self.collector.usage)
                 if self.store is not None:
                     self.store.finish(self.completion)
-                self._record()
+                if record:
+                    self._record()
 
     def _record(self) -> None:
         if not self.recorded:

@@ -106,6 +106,28 @@ def client(make_app: AppFactory) -> Iterator[TestClient]:
         yield test_client
 
 
+ADMIN_TOKEN = "admin-secret-token"
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def seeded_admin_client(
+    make_fast_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    """A fast app with the admin API on (`ADMIN`) and two entries of the tenant of sk-alice:
+    ids 1 and 2."""
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    with make_fast_app() as client:
+        for question in ("What is the capital of Peru?", "Who wrote Frankenstein?"):
+            response = client.post(
+                "/v1/chat/completions",
+                json=chat(question),
+                headers={"authorization": "Bearer sk-alice"},
+            )
+            assert response.headers["x-cache"] == "miss"
+        yield client
+
+
 @pytest.fixture
 def fast_client(make_fast_app: AppFactory) -> Iterator[TestClient]:
     """An app on the hashing embedder: for tests that do not depend on meaning."""
@@ -131,4 +153,4 @@ def request_events(client: TestClient) -> list[RequestEvent]:
         return list(session.scalars(select(RequestEvent).order_by(RequestEvent.id)))
 
 
-__all__ = ["AppFactory", "ModelSettings", "chat", "count_entries", "request_events"]
+__all__ = ["ADMIN", "AppFactory", "ModelSettings", "chat", "count_entries", "request_events"]

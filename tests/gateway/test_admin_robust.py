@@ -3,36 +3,16 @@ an OpenAI-shaped 4xx that names the parameter, and leaves the store as it was.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from gateway.store.models import CacheEntry, Feedback, PolicyOverride
-from tests.gateway.conftest import AppFactory, chat
+from tests.gateway.conftest import ADMIN
 
-TOKEN = "admin-secret-token"
-ADMIN = {"authorization": f"Bearer {TOKEN}"}
 JSON = {"content-type": "application/json"}
 PAST_64_BITS = ("9223372036854775808", "99999999999999999999", "1" + "0" * 5000)
-
-
-@pytest.fixture
-def admin_client(
-    make_fast_app: AppFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestClient]:
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
-    with make_fast_app() as client:
-        for question in ("What is the capital of Peru?", "Who wrote Frankenstein?"):
-            response = client.post(
-                "/v1/chat/completions",
-                json=chat(question),
-                headers={"authorization": "Bearer sk-alice"},
-            )
-            assert response.headers["x-cache"] == "miss"
-        yield client
 
 
 def snapshot(client: TestClient) -> tuple[Any, ...]:
@@ -57,31 +37,33 @@ def assert_error(response: Any, status: int, param: str | None, where: object) -
     assert error["param"] == param, (where, error)
 
 
-def test_an_entry_id_of_digits_beyond_ascii_is_a_400(admin_client: TestClient) -> None:
-    before = snapshot(admin_client)
+def test_an_entry_id_of_digits_beyond_ascii_is_a_400(seeded_admin_client: TestClient) -> None:
+    before = snapshot(seeded_admin_client)
     for raw in ("%C2%B2", "%D9%A1", "1_0", "+1", "%201"):  # U+00B2 and U+0661 pass str.isdigit()
         for method in ("GET", "DELETE"):
-            response = admin_client.request(method, f"/admin/entries/{raw}", headers=ADMIN)
+            response = seeded_admin_client.request(method, f"/admin/entries/{raw}", headers=ADMIN)
             assert_error(response, 400, "entry_id", (method, raw))
-    assert snapshot(admin_client) == before
-    assert admin_client.get("/admin/entries/1", headers=ADMIN).status_code == 200
+    assert snapshot(seeded_admin_client) == before
+    assert seeded_admin_client.get("/admin/entries/1", headers=ADMIN).status_code == 200
 
 
-def test_an_entry_id_past_64_bits_is_a_400(admin_client: TestClient) -> None:
-    before = snapshot(admin_client)
+def test_an_entry_id_past_64_bits_is_a_400(seeded_admin_client: TestClient) -> None:
+    before = snapshot(seeded_admin_client)
     for raw in (*PAST_64_BITS, "0", "-1"):
         for method in ("GET", "DELETE"):
-            response = admin_client.request(method, f"/admin/entries/{raw}", headers=ADMIN)
+            response = seeded_admin_client.request(method, f"/admin/entries/{raw}", headers=ADMIN)
             assert_error(response, 400, "entry_id", (method, raw[:30]))
     largest = str(2**63 - 1)  # in range, and absent
     for method in ("GET", "DELETE"):
-        response = admin_client.request(method, f"/admin/entries/{largest}", headers=ADMIN)
+        response = seeded_admin_client.request(method, f"/admin/entries/{largest}", headers=ADMIN)
         assert_error(response, 404, "entry_id", method)
-    assert snapshot(admin_client) == before
+    assert snapshot(seeded_admin_client) == before
 
 
-def test_text_that_is_not_utf8_is_a_400_naming_the_parameter(admin_client: TestClient) -> None:
-    before = snapshot(admin_client)
+def test_text_that_is_not_utf8_is_a_400_naming_the_parameter(
+    seeded_admin_client: TestClient,
+) -> None:
+    before = snapshot(seeded_admin_client)
     surrogate = "%ED%A0%80"  # U+D800 as UTF-8 would have it; no valid text decodes to it
     for method, url, param in (
         ("GET", f"/admin/entries?q={surrogate}", "q"),
@@ -92,7 +74,7 @@ def test_text_that_is_not_utf8_is_a_400_naming_the_parameter(admin_client: TestC
         ("DELETE", f"/admin/policies/{surrogate}", "category"),
         ("GET", "/admin/entries?q=%FF", "q"),
     ):
-        assert_error(admin_client.request(method, url, headers=ADMIN), 400, param, url)
+        assert_error(seeded_admin_client.request(method, url, headers=ADMIN), 400, param, url)
     # In a body, the JSON itself is refused: the parser does not let a lone surrogate through.
     for method, url, body in (
         ("POST", "/admin/purge", b'{"tenant": "\\ud800"}'),
@@ -100,38 +82,38 @@ def test_text_that_is_not_utf8_is_a_400_naming_the_parameter(admin_client: TestC
         ("PATCH", "/admin/policies/code", b'{"description": "\\ud800"}'),
         ("POST", "/admin/feedback", b'{"verdict": "right", "entry_id": 1, "note": "\\ud800"}'),
     ):
-        response = admin_client.request(method, url, content=body, headers={**ADMIN, **JSON})
+        response = seeded_admin_client.request(method, url, content=body, headers={**ADMIN, **JSON})
         assert_error(response, 400, None, url)
         assert "not valid JSON" in response.json()["error"]["message"]
-    assert snapshot(admin_client) == before
+    assert snapshot(seeded_admin_client) == before
 
 
 def test_feedback_authenticates_before_the_body_and_range_checks_entry_id(
-    admin_client: TestClient,
+    seeded_admin_client: TestClient,
 ) -> None:
-    before = snapshot(admin_client)
+    before = snapshot(seeded_admin_client)
     huge = {"entry_id": 10**30, "verdict": "wrong"}
-    refused = admin_client.post("/admin/feedback", json=huge)  # no key at all
+    refused = seeded_admin_client.post("/admin/feedback", json=huge)  # no key at all
     assert_error(refused, 401, None, "no key")
-    unread = admin_client.post("/admin/feedback", content=b"{not json", headers=JSON)
+    unread = seeded_admin_client.post("/admin/feedback", content=b"{not json", headers=JSON)
     assert_error(unread, 401, None, "no key, bad body")  # refused before the body is read
     for headers in (ADMIN, {"authorization": "Bearer sk-alice"}):  # operator, tenant
         for entry_id in (10**30, 2**64, 0, -1, 1.5, True, "1", None):
-            response = admin_client.post(
+            response = seeded_admin_client.post(
                 "/admin/feedback", json={"entry_id": entry_id, "verdict": "wrong"}, headers=headers
             )
             assert_error(response, 400, "entry_id", (headers, entry_id))
-        response = admin_client.post(
+        response = seeded_admin_client.post(
             "/admin/feedback", json={"response_id": "x" * 129, "verdict": "wrong"}, headers=headers
         )
         assert_error(response, 400, "response_id", headers)
-        past = admin_client.post(  # refused by the body parser: no 64-bit integer reaches it
+        past = seeded_admin_client.post(  # refused by the body parser: no 64-bit integer reaches it
             "/admin/feedback", json={"entry_id": 2**63, "verdict": "wrong"}, headers=headers
         )
         assert_error(past, 400, None, (headers, 2**63))
-    assert snapshot(admin_client) == before
+    assert snapshot(seeded_admin_client) == before
     # The tenant's own key still judges what it was served.
-    judged = admin_client.post(
+    judged = seeded_admin_client.post(
         "/admin/feedback",
         json={"entry_id": 1, "verdict": "right"},
         headers={"authorization": "Bearer sk-alice"},
@@ -139,8 +121,8 @@ def test_feedback_authenticates_before_the_body_and_range_checks_entry_id(
     assert judged.status_code == 201 and judged.json()["entry_id"] == 1
 
 
-def test_every_admin_route_refuses_malformed_values(admin_client: TestClient) -> None:
-    before = snapshot(admin_client)
+def test_every_admin_route_refuses_malformed_values(seeded_admin_client: TestClient) -> None:
+    before = snapshot(seeded_admin_client)
     for url, name in (
         ("/admin/entries?after=99999999999999999999", "after"),
         ("/admin/entries?after=1_0", "after"),
@@ -156,7 +138,7 @@ def test_every_admin_route_refuses_malformed_values(admin_client: TestClient) ->
         ("/admin/stats?until=%D9%A1%D9%A2", "until"),  # Arabic-Indic digits: float() takes them
         ("/admin/stats?until=" + "1" * 100, "until"),
     ):
-        assert_error(admin_client.get(url, headers=ADMIN), 400, name, url)
+        assert_error(seeded_admin_client.get(url, headers=ADMIN), 400, name, url)
     deep = b"[" * 100_000 + b"]" * 100_000
     bodies: list[tuple[str, str, bytes, str | None]] = [
         ("PATCH", "/admin/policies/code", b'{"threshold": NaN}', None),
@@ -185,6 +167,6 @@ def test_every_admin_route_refuses_malformed_values(admin_client: TestClient) ->
         ("POST", "/admin/feedback", deep, None),
     ]
     for method, url, body, param in bodies:
-        response = admin_client.request(method, url, content=body, headers={**ADMIN, **JSON})
+        response = seeded_admin_client.request(method, url, content=body, headers={**ADMIN, **JSON})
         assert_error(response, 400, param, (method, url, body[:40]))
-    assert snapshot(admin_client) == before
+    assert snapshot(seeded_admin_client) == before

@@ -6,10 +6,8 @@ and invalid data must be refused. The run is derandomized, so a failure reproduc
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -23,12 +21,10 @@ from schemathesis.checks import (
 from schemathesis.schemas import APIOperation
 from starlette.testclient import TestClient
 
-from tests.gateway.conftest import AppFactory, chat
+from tests.gateway.conftest import ADMIN
 
 Operation = APIOperation[Any, Any, Any, Any]
 
-TOKEN = "admin-secret-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 EXAMPLES = 70  # per operation and mode; an operation without inputs has one case
 MIN_CALLS = 1000  # so that the check cannot quietly shrink to nothing
 CHECKS = [
@@ -38,17 +34,6 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-
-
-@pytest.fixture
-def admin_client(
-    make_fast_app: AppFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestClient]:
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
-    with make_fast_app() as client:
-        for question in ("What is the capital of Peru?", "Who wrote Frankenstein?"):
-            client.post("/v1/chat/completions", json=chat(question))  # entries 1 and 2
-        yield client
 
 
 def request_of(case: schemathesis.Case[Operation], base_url: str) -> dict[str, Any]:
@@ -92,14 +77,14 @@ def fuzz(
     run()
 
 
-def test_no_admin_request_is_a_server_error(admin_client: TestClient) -> None:
-    document = admin_client.get("/admin/openapi.json", headers=ADMIN).json()
+def test_no_admin_request_is_a_server_error(seeded_admin_client: TestClient) -> None:
+    document = seeded_admin_client.get("/admin/openapi.json", headers=ADMIN).json()
     schema = schemathesis.openapi.from_dict(document)
     calls: Counter[str] = Counter()
     for path, methods in document["paths"].items():
         for method in methods:
             operation = schema[path][method.upper()]
-            fuzz(admin_client, operation, GenerationMode.POSITIVE, calls)
+            fuzz(seeded_admin_client, operation, GenerationMode.POSITIVE, calls)
             if has_inputs(operation):
-                fuzz(admin_client, operation, GenerationMode.NEGATIVE, calls)
+                fuzz(seeded_admin_client, operation, GenerationMode.NEGATIVE, calls)
     assert sum(calls.values()) >= MIN_CALLS, calls
