@@ -342,3 +342,18 @@ def test_an_unhandled_error_is_a_json_500_not_a_reset(client: TestClient) -> Non
         "code": None,
     }
     assert client.get("/healthz").status_code == 200
+
+
+def test_large_bodies_are_checked_as_strictly(client: TestClient) -> None:
+    # past 64 KiB a body is parsed in a worker thread: the same rules hold there
+    padding = "x" * 100_000
+    deep = {**chat("Deep"), "user": padding[:500], "response_format": {"type": "text"}}
+    raw = orjson.dumps(deep)[:-1] + b', "metadata_pad": ' + b"[" * 100 + b"]" * 100 + b"}"
+    raw = raw.replace(b'"Deep"', orjson.dumps("Deep " + padding))
+    assert len(raw) > 64 * 1024
+    response = client.post(
+        "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400 and "nested deeper" in response.json()["error"]["message"]
+    fine = client.post("/v1/chat/completions", json=chat("Long " + padding))
+    assert fine.status_code == 200 and fine.headers["x-cache"] == "miss"
