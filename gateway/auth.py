@@ -28,7 +28,7 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9._\-/]{1,64}$")
 class Caller:
     tenant: str
     namespace: str
-    key: str | None  # the caller's own key, used upstream only when configured to
+    upstream_key: str | None  # the caller's own key, when configured to be used upstream
 
 
 def load_salt(settings: TenantSettings, env: dict[str, str] | None = None) -> bytes:
@@ -57,6 +57,9 @@ class Tenancy:
     def tenant_of(self, key: str) -> str:
         return hmac.new(self._salt, key.encode(), hashlib.sha256).hexdigest()[:32]
 
+    def _upstream(self, key: str) -> str | None:
+        return key if self._settings.pass_through_key else None
+
     def identify(self, authorization: str | None, namespace_header: str | None) -> Caller:
         key = None
         if authorization:
@@ -80,8 +83,8 @@ class Tenancy:
         for virtual in self._settings.virtual_keys:
             if hmac.compare_digest(virtual.key_sha256.lower(), digest):
                 joined = "/".join(p for p in (virtual.namespace, namespace) if p)
-                return Caller(virtual.tenant, joined, key)
-        return Caller(self.tenant_of(key), namespace, key)
+                return Caller(virtual.tenant, joined, self._upstream(key))
+        return Caller(self.tenant_of(key), namespace, self._upstream(key))
 
 
 class AdminAuth:

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from categories.classifier import Classification
 from categories.policy import DEFAULT
 from gateway.auth import Caller
-from gateway.observe import log_access
+from gateway.observe import Metrics, log_access
 from gateway.settings import ModelSettings
+from gateway.store.events import EventWriter
 from gateway.store.queries import NewEvent
 from gateway.upstream import price
-
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
 
 
 @dataclass
@@ -71,35 +69,38 @@ def account(outcome: Outcome, model: ModelSettings, usage: dict[str, Any] | None
     outcome.cost_usd = price(model.litellm_model, outcome.prompt_tokens, outcome.completion_tokens)
 
 
-def record(gw: Gateway, outcome: Outcome) -> None:
-    """The request's event row (journaled now, written in batches), its metrics and its log
-    line. Called before the answer is acknowledged, so an acknowledged request always has
-    its event, even if the process is killed the next moment."""
-    event = NewEvent(
-        ts=time.time(),
-        tenant=outcome.caller.tenant,
-        category=outcome.classification.category,
-        category_step=outcome.classification.step,
-        threshold=outcome.threshold,
-        outcome=outcome.kind,
-        latency_ms=(time.perf_counter() - outcome.started) * 1000,
-        similarity=outcome.similarity,
-        prompt_tokens=outcome.prompt_tokens,
-        completion_tokens=outcome.completion_tokens,
-        cost_usd=outcome.cost_usd,
-        model=outcome.model,
-        entry_id=outcome.entry_id,
-        requested_model=outcome.requested_model,
-        bypass_reason=outcome.bypass_reason,
-        request_id=outcome.request_id or None,
-        upstream_ms=outcome.upstream_ms,
-        response_id=outcome.response_id,
-        prompt=outcome.prompt,
-    )
-    gw.events.put(event)
-    fields = vars(event)
-    gw.metrics.observe(fields)
-    log_access(
-        {**fields, "namespace": outcome.caller.namespace},
-        with_prompt=gw.settings.server.log_prompts,
-    )
+class Recorder:
+    """Turns outcomes into event rows, metrics and access-log lines."""
+
+    def __init__(self, events: EventWriter, metrics: Metrics, *, log_prompts: bool) -> None:
+        self._events, self._metrics, self._log_prompts = events, metrics, log_prompts
+
+    def record(self, outcome: Outcome) -> None:
+        """The request's event row (journaled now, written in batches), its metrics and its
+        log line. Called before the answer is acknowledged, so an acknowledged request always
+        has its event, even if the process is killed the next moment."""
+        event = NewEvent(
+            ts=time.time(),
+            tenant=outcome.caller.tenant,
+            category=outcome.classification.category,
+            category_step=outcome.classification.step,
+            threshold=outcome.threshold,
+            outcome=outcome.kind,
+            latency_ms=(time.perf_counter() - outcome.started) * 1000,
+            similarity=outcome.similarity,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost_usd=outcome.cost_usd,
+            model=outcome.model,
+            entry_id=outcome.entry_id,
+            requested_model=outcome.requested_model,
+            bypass_reason=outcome.bypass_reason,
+            request_id=outcome.request_id or None,
+            upstream_ms=outcome.upstream_ms,
+            response_id=outcome.response_id,
+            prompt=outcome.prompt,
+        )
+        self._events.put(event)
+        fields = vars(event)
+        self._metrics.observe(fields)
+        log_access({**fields, "namespace": outcome.caller.namespace}, with_prompt=self._log_prompts)

@@ -23,6 +23,7 @@ from embeddings.runtime import load_embedder
 from gateway.auth import AdminAuth, Tenancy, load_salt
 from gateway.cache.semantic import SemanticCache
 from gateway.observe import Metrics
+from gateway.outcome import Recorder
 from gateway.settings import ModelSettings, Settings
 from gateway.store import open_store
 from gateway.store.events import EventWriter, journal_dir
@@ -53,6 +54,7 @@ class Gateway:
     load: LoadMonitor
     metrics: Metrics
     admin: AdminAuth
+    recorder: Recorder
     overridden: set[str] = field(default_factory=set)  # categories changed through the API
     # Held by policy changes from reading the policies in force to replacing them.
     policy_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -134,6 +136,7 @@ async def running(
         load=LoadMonitor(settings.adaptation),
         metrics=metrics,
         admin=AdminAuth(settings.admin),
+        recorder=Recorder(events, metrics, log_prompts=settings.server.log_prompts),
         overridden=overridden,
     )
     sweeper = asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s))

@@ -12,28 +12,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.common import gateway, integer, json_object, text
+from gateway.auth import AdminAuth, Tenancy
 from gateway.errors import InvalidRequest, NotFound, Unauthorized
-from gateway.runtime import Gateway
 from gateway.store.feedback import add_feedback, find_served
 
 MAX_NOTE = 4096
 MAX_RESPONSE_ID = 128  # the column's width
 
 
-def _judge(gw: Gateway, request: Request) -> str | None:
+def _judge(admin: AdminAuth, tenancy: Tenancy, request: Request) -> str | None:
     """Who is judging: None for an operator (the admin token), else the tenant of the key.
     A caller without a key is refused; an anonymous pool is shared, so no one owns it."""
     authorization = request.headers.get("authorization")
-    if gw.admin.valid(authorization):
+    if admin.valid(authorization):
         return None
     if not authorization:
         raise Unauthorized("feedback needs the admin token or the API key the hit was served to")
-    return gw.tenancy.identify(authorization, None).tenant
+    return tenancy.identify(authorization, None).tenant
 
 
 async def feedback(request: Request) -> Response:
     gw = gateway(request)
-    tenant = _judge(gw, request)  # before the body is read
+    tenant = _judge(gw.admin, gw.tenancy, request)  # before the body is read
     body = await json_object(request)
     verdict = text(body, "verdict")
     if verdict not in ("wrong", "right"):

@@ -29,21 +29,19 @@ async def _apply(gw: Gateway, policies: PolicySet) -> None:
     loop = asyncio.get_running_loop()
     examples = [(p.name, p.rules, p.prototypes) for p in policies.policies]
     if examples != [(p.name, p.rules, p.prototypes) for p in gw.policies.policies]:
-        gw.classifier = await loop.run_in_executor(
-            None, Classifier.build, policies, gw.embedder
-        )
+        gw.classifier = await loop.run_in_executor(None, Classifier.build, policies, gw.embedder)
     else:
         gw.classifier = gw.classifier.with_policies(policies)
 
 
-def _view(gw: Gateway, policy: Policy) -> dict[str, Any]:
-    return {"object": "policy", **policy.to_dict(), "overridden": policy.name in gw.overridden}
+def _view(overridden: set[str], policy: Policy) -> dict[str, Any]:
+    return {"object": "policy", **policy.to_dict(), "overridden": policy.name in overridden}
 
 
 @admin
 async def list_policies(request: Request) -> Response:
     gw = gateway(request)
-    data = [_view(gw, p) for p in gw.policies.policies]
+    data = [_view(gw.overridden, p) for p in gw.policies.policies]
     return JSONResponse({"object": "list", "data": data, "has_more": False, "next_after": None})
 
 
@@ -57,7 +55,7 @@ async def policy(request: Request) -> Response:
         current = gw.policies.by_name.get(name)
         if current is None:
             raise NotFound(f"no category {name!r}", param="category")
-        return JSONResponse(_view(gw, current))
+        return JSONResponse(_view(gw.overridden, current))
     body = await json_object(request) if request.method != "DELETE" else {}
     async with gw.policy_lock:  # concurrent changes apply one after the other, none lost
         return await _change(gw, request.method, name, body)
@@ -99,7 +97,7 @@ async def _change(gw: Gateway, method: str, name: str, body: dict[str, Any]) -> 
     await loop.run_in_executor(None, save_override, store, changed)
     gw.overridden.add(name)
     await _apply(gw, policies)
-    return JSONResponse(_view(gw, changed), status_code=201 if current is None else 200)
+    return JSONResponse(_view(gw.overridden, changed), status_code=201 if current is None else 200)
 
 
 def _check_bounds(body: dict[str, Any]) -> None:

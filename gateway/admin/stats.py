@@ -27,7 +27,5 @@ async def stats(request: Request) -> Response:
         raise InvalidRequest("since must be before until", param="since")
     gw = gateway(request)
     await gw.events.flush()  # what was answered is counted
-    result = await asyncio.get_running_loop().run_in_executor(
-        None, compute, gw.store, since, until
-    )
+    result = await asyncio.get_running_loop().run_in_executor(None, compute, gw.store, since, until)
     return JSONResponse(result)

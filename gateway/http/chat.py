@@ -18,13 +18,13 @@ from categories.policy import DEFAULT, Policy, PolicySet
 from embeddings.protocol import Vectors
 from gateway.auth import Caller
 from gateway.cache.keys import RequestKey, parse_chat
-from gateway.cache.semantic import Hit
+from gateway.cache.semantic import Hit, SemanticCache
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import read_json
 from gateway.http.misses import Storer, json_miss, stream_miss
 from gateway.http.sse import hit_body, hit_stream
 from gateway.middleware import request_id
-from gateway.outcome import Outcome, account, record
+from gateway.outcome import Outcome, Recorder, account
 from gateway.params import requested_model
 from gateway.runtime import Gateway
 from gateway.settings import ModelSettings
@@ -102,14 +102,14 @@ async def chat_completions(request: Request) -> Response:
         )
         shared = await store.follow(model.timeout_s)
         if shared is not None:
-            return _serve_shared(gw, shared, key, model, outcome)
+            return _serve_shared(gw.recorder, shared, key, model, outcome)
     try:
         if key.stream:
             return await stream_miss(gw, model, body, key, outcome, store)
         return await json_miss(gw, model, body, key, outcome, store)
     except GatewayError:
         outcome.kind = "error"
-        record(gw, outcome)
+        gw.recorder.record(outcome)
         raise
 
 
@@ -150,7 +150,9 @@ async def _lookup(
             effective = adapt(policy, gw.load.load(model.name))
             found = Lookup(classification, policy, effective, vector)
             if lookup:
-                found.hit = await _semantic(gw, policies, caller, key, found, now)
+                found.hit = await _semantic(
+                    gw.cache, gw.settings.cache.top_k, policies, caller, key, found, now
+                )
             return found
     except Exception as exc:
         timeout = isinstance(exc, TimeoutError)
@@ -163,16 +165,22 @@ async def _lookup(
 
 
 async def _semantic(
-    gw: Gateway, policies: PolicySet, caller: Caller, key: RequestKey, found: Lookup, now: float
+    cache: SemanticCache,
+    top_k: int,
+    policies: PolicySet,
+    caller: Caller,
+    key: RequestKey,
+    found: Lookup,
+    now: float,
 ) -> Hit | None:
     assert found.vector is not None and found.effective is not None
-    hit, rejected, found.nearest = await gw.cache.lookup_semantic(
+    hit, rejected, found.nearest = await cache.lookup_semantic(
         caller.tenant,
         caller.namespace,
         key,
         found.vector,
         accept=acceptance(policies, found.policy, found.effective.load, key.temperature),
-        top_k=gw.settings.cache.top_k,
+        top_k=top_k,
         now=now,
     )
     for rejection in rejected:
@@ -201,21 +209,25 @@ def _serve_hit(
         policy = policies[hit.category]
         expires = now + adapt(policy, gw.load.load(outcome.requested_model)).ttl_seconds
     gw.events.put(HitUpdate(hit.entry_id, now, expires))
-    return _reply_from_cache(gw, hit.response, key, outcome)
+    return _reply_from_cache(gw.recorder, hit.response, key, outcome)
 
 
 def _serve_shared(
-    gw: Gateway, shared: dict[str, Any], key: RequestKey, model: ModelSettings, outcome: Outcome
+    recorder: Recorder,
+    shared: dict[str, Any],
+    key: RequestKey,
+    model: ModelSettings,
+    outcome: Outcome,
 ) -> Response:
     """The answer of an identical request that was in flight, served like a hit."""
     outcome.kind = "hit_coalesced"
     outcome.similarity = 1.0
     account(outcome, model, shared.get("usage"))
-    return _reply_from_cache(gw, shared, key, outcome)
+    return _reply_from_cache(recorder, shared, key, outcome)
 
 
 def _reply_from_cache(
-    gw: Gateway, stored: dict[str, Any], key: RequestKey, outcome: Outcome
+    recorder: Recorder, stored: dict[str, Any], key: RequestKey, outcome: Outcome
 ) -> Response:
     outcome.model = ""  # no upstream answered
     body = hit_body(
@@ -225,7 +237,7 @@ def _reply_from_cache(
         completion_tokens=outcome.completion_tokens,
     )
     outcome.response_id = body["id"]
-    record(gw, outcome)
+    recorder.record(outcome)
     if key.stream:
         return StreamingResponse(
             hit_stream(body, include_usage=key.include_usage),

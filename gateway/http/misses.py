@@ -17,12 +17,13 @@ import numpy as np
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from categories.load import LoadMonitor
 from categories.policy import Policy
 from embeddings.protocol import Vectors
 from gateway.cache.keys import RequestKey
 from gateway.errors import GatewayError, UpstreamError
 from gateway.http.sse import StreamCollector, event
-from gateway.outcome import Outcome, account, record
+from gateway.outcome import Outcome, account
 from gateway.runtime import Gateway
 from gateway.settings import ModelSettings
 from gateway.store.queries import NewEntry, Partition
@@ -139,9 +140,9 @@ async def json_miss(
 ) -> Response:
     completion: dict[str, Any] | None = None
     try:
-        with _upstream_call(gw, model, outcome):
+        with _upstream_call(gw.load, model, outcome):
             completion = await gw.router.for_model(model).complete(
-                model, body, upstream_key(gw, outcome)
+                model, body, outcome.caller.upstream_key
             )
         outcome.response_id = completion.get("id")
         account(outcome, model, completion.get("usage"))
@@ -150,14 +151,14 @@ async def json_miss(
     finally:
         if store is not None:
             store.finish(completion)
-    record(gw, outcome)
+    gw.recorder.record(outcome)
     return JSONResponse(completion, headers=outcome.headers())
 
 
 @contextlib.contextmanager
-def _upstream_call(gw: Gateway, model: ModelSettings, outcome: Outcome) -> Iterator[None]:
+def _upstream_call(load: LoadMonitor, model: ModelSettings, outcome: Outcome) -> Iterator[None]:
     """Time one upstream call for the outcome and the load monitor."""
-    gw.load.started(model.name)
+    load.started(model.name)
     began = time.perf_counter()
     status = None
     try:
@@ -168,16 +169,12 @@ def _upstream_call(gw: Gateway, model: ModelSettings, outcome: Outcome) -> Itera
     finally:
         elapsed = time.perf_counter() - began
         outcome.upstream_ms = elapsed * 1000
-        gw.load.finished(model.name, elapsed, status=status)
+        load.finished(model.name, elapsed, status=status)
 
 
 def _status(exc: BaseException) -> int:
     """The status a failed upstream call counts as for load: 499 when the client left."""
     return exc.status if isinstance(exc, GatewayError) else 499
-
-
-def upstream_key(gw: Gateway, outcome: Outcome) -> str | None:
-    return outcome.caller.key if gw.settings.tenants.pass_through_key else None
 
 
 async def stream_miss(
@@ -193,7 +190,7 @@ async def stream_miss(
     A stored answer is committed before `[DONE]` is sent. Whatever ends the request (the
     end, an error, the client leaving, even before the first byte), `_Relay.close` runs once
     and releases the load count, the upstream stream and the coalescing leadership."""
-    upstream = gw.router.for_model(model).stream(model, body, upstream_key(gw, outcome))
+    upstream = gw.router.for_model(model).stream(model, body, outcome.caller.upstream_key)
     relay = _Relay(gw, model, key, outcome, store, upstream)
     try:
         await relay.start()
@@ -287,7 +284,7 @@ class _Relay:
             self.recorded = True
             self.outcome.upstream_ms = (time.perf_counter() - self.began) * 1000
             self.outcome.response_id = self.collector.id or None
-            record(self.gw, self.outcome)
+            self.gw.recorder.record(self.outcome)
 
 
 class _RelayResponse(StreamingResponse):

@@ -17,7 +17,7 @@ from categories.classifier import Classification
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import read_json
 from gateway.middleware import request_id
-from gateway.outcome import Outcome, account, record
+from gateway.outcome import Outcome, account
 from gateway.params import COMPLETIONS, EMBEDDINGS, Check, check, requested_model
 from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
 
@@ -58,7 +58,7 @@ def passthrough(route: Mapping[str, Check | None]) -> Callable[[Handler], RouteH
             body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
             model = requested_model(gw.models, body)
             params = check(body, route, extra=model.allow_params)
-            key = caller.key if gw.settings.tenants.pass_through_key else None
+            key = caller.upstream_key
             if key is None and model.api_key_env:
                 key = os.environ.get(model.api_key_env)
             outcome = Outcome(caller, model.name, started, request_id=request_id(request))
@@ -69,10 +69,10 @@ def passthrough(route: Mapping[str, Check | None]) -> Callable[[Handler], RouteH
                 result = await handler(Call(gw, model, body, params, key))
             except GatewayError:
                 outcome.kind = "error"
-                record(gw, outcome)
+                gw.recorder.record(outcome)
                 raise
             account(outcome, model, result.get("usage"))
-            record(gw, outcome)
+            gw.recorder.record(outcome)
             return JSONResponse(result, headers=BYPASS)
 
         endpoint.__name__ = handler.__name__
@@ -121,9 +121,7 @@ async def embeddings(call: Call) -> dict[str, Any]:
     gw, model = call.gw, call.model
     texts = _texts(call.body.get("input"), "input")
     if model.litellm_model.startswith(SIMULATED_PREFIX):
-        vectors = await asyncio.get_running_loop().run_in_executor(
-            None, gw.embedder.embed, texts
-        )
+        vectors = await asyncio.get_running_loop().run_in_executor(None, gw.embedder.embed, texts)
         tokens = sum(len(t) // 4 + 1 for t in texts)
         result: dict[str, Any] = {
             "object": "list",
@@ -145,9 +143,7 @@ async def completions(call: Call) -> dict[str, Any]:
     prompt = body.get("prompt")
     prompts = _texts(prompt, "prompt")
     if body.get("stream"):
-        raise InvalidRequest(
-            "streaming is supported on /v1/chat/completions only", param="stream"
-        )
+        raise InvalidRequest("streaming is supported on /v1/chat/completions only", param="stream")
     if model.litellm_model.startswith(SIMULATED_PREFIX):
         text = " ".join(prompts)
         chat = await call.gw.router.for_model(model).complete(
