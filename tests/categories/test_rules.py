@@ -34,9 +34,7 @@ def _fastest_run(rules: list[Rule], text: str) -> float:
     return best
 
 
-@settings(
-    max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-)
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(
     opener=st.sampled_from(OPENERS),
     filler=st.text(alphabet=" \n\tab.(=$", min_size=1, max_size=8),

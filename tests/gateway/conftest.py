@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from embeddings.protocol import Embedder
 from embeddings.runtime import OnnxEmbedder
 from gateway.app import create_app
 from gateway.settings import ModelSettings, Settings
-from gateway.store.models import CacheEntry, RequestEvent
+from gateway.store.models import RequestEvent
 from gateway.upstream import SimulatedUpstream, SimulationProfile
 from tests.support.embedders import HashingEmbedder, Memoized
 from tests.support.fake_upstream import FakeUpstream, serve_fake_upstream
@@ -59,10 +59,16 @@ def app_embedder(embedder: OnnxEmbedder) -> Memoized:
     return Memoized(embedder)
 
 
+ADMIN_TOKEN = "admin-secret-token"
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 def _factory(
     tmp_path: Path, upstream: FakeUpstream, default: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> AppFactory:
+    """Apps with the admin API on (`ADMIN`), which tests use to look at what was stored."""
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-upstream")
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
 
     @contextmanager
     def factory(
@@ -106,17 +112,9 @@ def client(make_app: AppFactory) -> Iterator[TestClient]:
         yield test_client
 
 
-ADMIN_TOKEN = "admin-secret-token"
-ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
 @pytest.fixture
-def seeded_admin_client(
-    make_fast_app: AppFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestClient]:
-    """A fast app with the admin API on (`ADMIN`) and two entries of the tenant of sk-alice:
-    ids 1 and 2."""
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+def seeded_admin_client(make_fast_app: AppFactory) -> Iterator[TestClient]:
+    """A fast app with two entries of the tenant of sk-alice: ids 1 and 2."""
     with make_fast_app() as client:
         for question in ("What is the capital of Peru?", "Who wrote Frankenstein?"):
             response = client.post(
@@ -139,10 +137,24 @@ def chat(text: str, **extra: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], **extra}
 
 
+def stored_entries(client: TestClient, **filters: str) -> list[dict[str, Any]]:
+    """Every stored entry (matching the admin API's filters), read through the admin API."""
+    rows: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        response = client.get(
+            "/admin/entries", params={**filters, "after": after, "limit": 500}, headers=ADMIN
+        )
+        assert response.status_code == 200, response.text
+        listed = response.json()
+        rows += listed["data"]
+        if not listed["has_more"]:
+            return rows
+        after = listed["next_after"]
+
+
 def count_entries(client: TestClient) -> int:
-    store = client.app.state.gateway.store  # type: ignore[attr-defined]
-    with store.session() as session:
-        return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
+    return len(stored_entries(client))
 
 
 def request_events(client: TestClient) -> list[RequestEvent]:
@@ -153,4 +165,12 @@ def request_events(client: TestClient) -> list[RequestEvent]:
         return list(session.scalars(select(RequestEvent).order_by(RequestEvent.id)))
 
 
-__all__ = ["ADMIN", "AppFactory", "ModelSettings", "chat", "count_entries", "request_events"]
+__all__ = [
+    "ADMIN",
+    "AppFactory",
+    "ModelSettings",
+    "chat",
+    "count_entries",
+    "request_events",
+    "stored_entries",
+]

@@ -16,16 +16,12 @@ from starlette.testclient import TestClient
 
 from gateway.admin.openapi import DOCUMENT
 from gateway.store.models import Feedback, PolicyOverride
-from tests.gateway.conftest import AppFactory, chat, count_entries
+from tests.gateway.conftest import ADMIN, ADMIN_TOKEN, AppFactory, chat, count_entries
 from tests.support.fake_upstream import FakeUpstream
-
-TOKEN = "admin-secret-token"
-ADMIN = {"authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def admin_client(make_app: AppFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
+def admin_client(make_app: AppFactory) -> Iterator[TestClient]:
     with make_app() as client:
         yield client
 
@@ -52,7 +48,9 @@ ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"])
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-token", f"Basic {ADMIN_TOKEN}", "Bearer"]
+)
 def test_without_a_valid_token_every_route_is_401_and_does_nothing(
     admin_client: TestClient, authorization: str | None
 ) -> None:
@@ -66,12 +64,21 @@ def test_without_a_valid_token_every_route_is_401_and_does_nothing(
     assert admin_client.get("/admin/policies/code", headers=ADMIN).json()["threshold"] == 0.96
 
 
-def test_no_token_configured_disables_the_admin_api(client: TestClient) -> None:
-    response = client.get("/admin/stats", headers=ADMIN)
+def test_no_token_configured_disables_the_admin_api(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with make_app() as client:  # the control: the token works while it is configured
+        assert client.get("/admin/stats", headers=ADMIN).status_code == 200
+    monkeypatch.delenv("GATEWAY_ADMIN_TOKEN")
+    with make_app() as client:
+        response = client.get("/admin/stats", headers=ADMIN)
     assert response.status_code == 401 and "disabled" in response.json()["error"]["message"]
 
 
-def test_a_configured_token_hash_works(make_app: AppFactory) -> None:
+def test_a_configured_token_hash_works(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GATEWAY_ADMIN_TOKEN")  # the variable, when set, would win
     digest = hashlib.sha256(b"hashed-token").hexdigest()
     with make_app(admin={"token_sha256": digest}) as client:
         good = client.get("/admin/stats", headers={"authorization": "Bearer hashed-token"})
@@ -140,9 +147,8 @@ def test_stats_count_outcomes_savings_and_false_hits(admin_client: TestClient) -
 
 
 def test_a_policy_change_applies_to_the_next_request_and_survives_a_restart(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    make_app: AppFactory, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
     db = tmp_path / "policies.db"
     with make_app(db=db) as client:
         listed = client.get("/admin/policies", headers=ADMIN).json()
@@ -185,9 +191,8 @@ def test_a_policy_change_applies_to_the_next_request_and_survives_a_restart(
 
 
 def test_a_stored_policy_that_does_not_validate_is_ignored_at_start(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    make_app: AppFactory, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
     db = tmp_path / "stale.db"
     with make_app(db=db) as client:
         response = client.patch("/admin/policies/math", json={"quota": 9}, headers=ADMIN)
@@ -265,10 +270,7 @@ def test_purge_by_filter_or_all_from_store_and_index(admin_client: TestClient) -
     assert everything.json()["deleted"] == 2 and count_entries(admin_client) == 0
 
 
-def test_feedback_demotes_a_wrong_hit_and_records_the_pair(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
+def test_feedback_demotes_a_wrong_hit_and_records_the_pair(make_app: AppFactory) -> None:
     with make_app() as client:
         original = "How do I undo the last git commit?"
         ask(client, original, "sk-alice")

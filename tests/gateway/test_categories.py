@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from gateway.store.models import CacheEntry
-from tests.gateway.conftest import AppFactory, chat, count_entries, request_events
+from tests.gateway.conftest import AppFactory, chat, count_entries, request_events, stored_entries
 from tests.support.fake_upstream import FakeUpstream
 
 
@@ -26,10 +25,8 @@ def ask(
     return client.post("/v1/chat/completions", json=chat(text, **extra), headers=headers)
 
 
-def entries(client: TestClient) -> list[CacheEntry]:
-    store = client.app.state.gateway.store  # type: ignore[attr-defined]
-    with store.session() as session:
-        return list(session.scalars(select(CacheEntry).order_by(CacheEntry.id)))
+def entries(client: TestClient) -> list[SimpleNamespace]:
+    return [SimpleNamespace(**row) for row in stored_entries(client)]
 
 
 def test_creative_is_not_cached_and_temperature_is_per_category(

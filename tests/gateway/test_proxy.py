@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from gateway.store.models import CacheEntry
-from tests.gateway.conftest import AppFactory, chat, count_entries, request_events
+from tests.gateway.conftest import AppFactory, chat, count_entries, request_events, stored_entries
 from tests.support.fake_upstream import FakeUpstream, answer_for
 
 
@@ -122,9 +122,7 @@ def test_tenants_never_see_each_other(client: TestClient, upstream: FakeUpstream
         "/v1/chat/completions", json=chat("What is our refund policy?"), headers=alice
     )
     assert same.headers["x-cache"] == "hit"
-    store = client.app.state.gateway.store  # type: ignore[attr-defined]
-    with store.session() as session:
-        tenants = set(session.scalars(select(CacheEntry.tenant)))
+    tenants = {row["tenant"] for row in stored_entries(client)}
     assert len(tenants) == 2 and not any("sk-" in t for t in tenants)
     assert len(upstream.calls) == 2
 
@@ -208,10 +206,8 @@ def test_no_cache_no_store_and_ttl(client: TestClient, upstream: FakeUpstream) -
     )
     assert fresh.headers["x-cache"] == "bypass"
     assert count_entries(client) == 1  # no-cache skips the lookup but still stores
-    store = client.app.state.gateway.store  # type: ignore[attr-defined]
-    with store.session() as session:
-        row = session.scalars(select(CacheEntry)).one()
-        assert row.expires_at - row.created_at == pytest.approx(120)
+    (row,) = stored_entries(client)
+    assert row["expires_at"] - row["created_at"] == pytest.approx(120)
     assert client.post("/v1/chat/completions", json=chat(prompt)).headers["x-cache"] == "hit"
     assert len(upstream.calls) == 2
     bad = client.post("/v1/chat/completions", json=chat(prompt), headers={"x-cache-ttl": "soon"})
@@ -322,10 +318,8 @@ def test_hits_are_counted_and_events_batched(client: TestClient) -> None:
     assert [e.outcome for e in events] == ["miss"] + ["hit_exact"] * 3
     assert all(e.latency_ms > 0 for e in events)
     assert {e.entry_id for e in events} == {events[0].entry_id}
-    store = client.app.state.gateway.store  # type: ignore[attr-defined]
-    with store.session() as session:
-        entry = session.scalars(select(CacheEntry)).one()
-    assert entry.hit_count == 3 and entry.last_hit_at is not None
+    (entry,) = stored_entries(client)
+    assert entry["hit_count"] == 3 and entry["last_hit_at"] is not None
 
 
 def test_tool_requests_are_cached_when_configured(make_app: AppFactory) -> None:

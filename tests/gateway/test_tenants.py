@@ -3,14 +3,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from gateway.auth import ANONYMOUS, Tenancy
 from gateway.errors import InvalidRequest, Unauthorized
 from gateway.settings import TenantSettings
-from gateway.store.models import CacheEntry
-from tests.gateway.conftest import AppFactory, chat
+from tests.gateway.conftest import AppFactory, chat, stored_entries
 from tests.support.fake_upstream import FakeUpstream
 
 
@@ -61,10 +59,8 @@ def test_virtual_keys_share_a_tenant_and_namespace(
             headers={"authorization": "Bearer sk-three"},
         )
         assert stranger.headers["x-cache"] == "miss"
-        store = client.app.state.gateway.store  # type: ignore[attr-defined]
-        with store.session() as session:
-            rows = session.execute(select(CacheEntry.tenant, CacheEntry.namespace)).all()
-        assert ("team-a", "shared") in {tuple(r) for r in rows}
+        rows = stored_entries(client)
+        assert ("team-a", "shared") in {(r["tenant"], r["namespace"]) for r in rows}
     assert upstream.keys == ["Bearer sk-upstream", "Bearer sk-upstream"]
 
 
@@ -89,9 +85,8 @@ def test_required_key(make_app: AppFactory) -> None:
 
 def test_sliding_ttl_extends_on_hit(make_app: AppFactory) -> None:
     def expiry(client: TestClient) -> float:
-        store = client.app.state.gateway.store  # type: ignore[attr-defined]
-        with store.session() as session:
-            return float(session.scalars(select(CacheEntry.expires_at)).one())
+        (row,) = stored_entries(client)
+        return float(row["expires_at"])
 
     with make_app(cache={"sliding_ttl": True}) as client:
         client.post(
