@@ -130,11 +130,49 @@ def builtin_text() -> str:
     return resources.files("categories").joinpath("policies.toml").read_text("utf-8")
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The thresholds a trained similarity model was calibrated to on validation pairs: its
+    best F0.5 threshold, and a category's own where validation held enough of it.
+
+    The built-in thresholds are for the base model. Under a trained model each category keeps
+    its built-in margin over `default` (code and math stay stricter, small talk looser) on top
+    of the model's threshold; a category's own measured threshold replaces that only where it
+    is stricter. Floors keep their built-in distance below the threshold. A user's policy file,
+    inline tables and changes through the admin API still come after, and win."""
+
+    threshold: float
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+    def layer(self, builtin: Mapping[str, Any]) -> dict[str, Any]:
+        tables = builtin.get("categories", {})
+        reference = tables.get(DEFAULT, {})
+        ref_threshold = float(reference.get("threshold", 0.93))
+        ref_floor = float(reference.get("threshold_floor", ref_threshold))
+        calibrated = {}
+        for name, table in tables.items():
+            threshold = float(table.get("threshold", ref_threshold))
+            floor = float(table.get("threshold_floor", ref_floor))
+            shifted = self.threshold + threshold - ref_threshold
+            value = min(round(max(self.thresholds.get(name, shifted), shifted), 3), 0.995)
+            calibrated[name] = {
+                "threshold": value,
+                "threshold_floor": round(value - (threshold - min(floor, threshold)), 3),
+            }
+        return {"categories": calibrated}
+
+
 def load_policies(
-    file: Path | None = None, overrides: Mapping[str, Any] | None = None
+    file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    calibration: Calibration | None = None,
 ) -> PolicySet:
-    """The built-in policies, merged with a user file and then with inline tables."""
-    layers: list[tuple[str, Mapping[str, Any]]] = [("built-in policies", _parse(builtin_text()))]
+    """The built-in policies, calibrated to the model served, merged with a user file and
+    then with inline tables."""
+    builtin = _parse(builtin_text())
+    layers: list[tuple[str, Mapping[str, Any]]] = [("built-in policies", builtin)]
+    if calibration is not None:
+        layers.append(("the model's calibration", calibration.layer(builtin)))
     if file is not None:
         try:
             text = file.read_text("utf-8")

@@ -1,7 +1,8 @@
 """One-time export of the reference model to ONNX, and its int8 variant.
 
-Files are cached under `<cache_dir>/<model name>-<first 16 hex of the weights' SHA-256>/`, so a
-new model (or new weights) never reuses an old export. Each file is written to a temporary
+Files are cached under `<cache_dir>/<model name>-<fingerprint>/` (the weights' SHA-256, and
+the adapter's when a trained adapter is merged in), so a new model, new weights or a new
+adapter never reuses an old export. Each file is written to a temporary
 name and renamed, so a crash or a concurrent export never leaves a half-written model.
 """
 
@@ -25,7 +26,7 @@ OUTPUT_NAME = "sentence_embedding"
 
 
 def export_dir(cache_dir: Path, source: ModelSource) -> Path:
-    return cache_dir / f"{source.name}-{source.sha256[:16]}"
+    return cache_dir / f"{source.name}-{source.fingerprint}"
 
 
 def ensure_onnx(source: ModelSource, cache_dir: Path, *, int8: bool = False) -> Path:
@@ -68,7 +69,13 @@ def _export_fp32(source: ModelSource, target: Path) -> None:
     import transformers
 
     logger.info("exporting %s to ONNX (opset %d) at %s", source.name, OPSET, target)
-    encoder = transformers.AutoModel.from_pretrained(str(source.directory)).eval()
+    encoder = transformers.AutoModel.from_pretrained(str(source.directory)).float()
+    if source.adapter is not None:
+        from peft import PeftModel
+
+        logger.info("merging the adapter %s into the weights", source.adapter)
+        encoder = PeftModel.from_pretrained(encoder, str(source.adapter)).merge_and_unload()
+    encoder = encoder.eval()
 
     class SentenceEncoder(torch.nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -22,6 +22,15 @@ class ModelSource:
     sha256: str
     dim: int
     max_tokens: int
+    adapter: Path | None = None  # a trained LoRA adapter, merged into the weights at export
+    adapter_sha256: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """What the exported model depends on: the weights, and the adapter when there is one."""
+        if self.adapter is None:
+            return self.sha256[:16]
+        return f"{self.sha256[:16]}-{self.adapter_sha256[:16]}"
 
     @property
     def weights(self) -> Path:

@@ -14,6 +14,7 @@ class EmbedderOptions:
     int8: bool = False
     device: str = "auto"
     threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
+    model: Path | None = None  # a trained model directory; None serves the base model
 
 
 @dataclass(frozen=True)

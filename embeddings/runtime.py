@@ -14,6 +14,7 @@ from embeddings.export import ensure_onnx
 from embeddings.model import ModelSource, bundled_minilm, verify
 from embeddings.options import EmbedderOptions
 from embeddings.protocol import Vectors
+from embeddings.trained import with_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class OnnxEmbedder:
         self._tokenizer.enable_truncation(max_length=source.max_tokens)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._source = source
-        self._model_id = f"{source.name}:{source.sha256[:16]}:{variant}"
+        self._model_id = f"{source.name}:{source.fingerprint}:{variant}"
         self.provider = self._session.get_providers()[0]
         logger.info("embedding model %s on %s", self._model_id, self.provider)
 
@@ -89,6 +90,8 @@ class OnnxEmbedder:
 def load_embedder(options: EmbedderOptions, source: ModelSource | None = None) -> OnnxEmbedder:
     """Verify the model, export it on first use, and open an ONNX Runtime session."""
     source = source or bundled_minilm()
+    if options.model is not None:
+        source = with_adapter(source, options.model)
     verify(source)
     path = ensure_onnx(source, options.cache_dir, int8=options.int8)
     providers = choose_providers(options.device, ort.get_available_providers())

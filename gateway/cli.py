@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from federated.arguments import add_arguments as add_train_arguments
 from gateway.replay.command import add_arguments as add_replay_arguments
 from gateway.settings import Settings, SettingsError
 
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending schema migrations to the store")
 
+    train = commands.add_parser(
+        "train", help="train a similarity model on labelled pairs (central or federated)"
+    )
+    add_train_arguments(train)
+
     export = commands.add_parser("export-model", help="export the embedding model to ONNX")
     export.add_argument("--int8", action="store_true", help="also build the int8 model")
     return parser
@@ -66,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
+    if args.command == "train":
+        from federated.train import command
+
+        return command(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 

@@ -24,8 +24,10 @@ from typing import Any
 from platformdirs import user_cache_dir
 
 from categories.load import LoadSettings
-from categories.policy import PolicyError, PolicySet, load_policies
+from categories.policy import Calibration, PolicyError, PolicySet, load_policies
+from embeddings.errors import ModelIntegrityError
 from embeddings.options import BatchLimits, EmbedderOptions
+from embeddings.trained import BASE, TRAINED, card_thresholds, model_dir
 from gateway.params import valid_extra
 
 DEFAULT_STORE_URL = "sqlite:///gateway.db"
@@ -107,8 +109,12 @@ class EmbeddingSettings:
     threads: int = 0
     max_batch: int = 32
     max_wait_ms: float = 2.0
+    # "trained": the adapter shipped in the package; "base": all-MiniLM-L6-v2 as published;
+    # else the path of a model directory written by `gateway train`.
+    model: str = TRAINED
 
     def __post_init__(self) -> None:
+        _check(bool(self.model), "embedding.model must be trained, base or a model directory")
         _check(
             self.device in ("auto", "cuda", "cpu"),
             f"embedding.device must be auto, cuda or cpu, not {self.device!r}",
@@ -122,8 +128,23 @@ class EmbeddingSettings:
 
     def options(self) -> EmbedderOptions:
         return EmbedderOptions(
-            cache_dir=self.cache_dir, int8=self.int8, device=self.device, threads=self.threads
+            cache_dir=self.cache_dir,
+            int8=self.int8,
+            device=self.device,
+            threads=self.threads,
+            model=model_dir(self.model),
         )
+
+    def calibration(self) -> Calibration | None:
+        """The thresholds of the model served; None for the base model (the built-in ones)."""
+        directory = model_dir(self.model)
+        if directory is None:
+            return None
+        try:
+            threshold, thresholds = card_thresholds(directory)
+        except ModelIntegrityError as exc:
+            raise SettingsError(f"embedding.model: {exc}") from None
+        return Calibration(threshold, thresholds)
 
 
 @dataclass(frozen=True)
@@ -215,7 +236,7 @@ class Settings:
     models: tuple[ModelSettings, ...] = ()
     adaptation: LoadSettings = LoadSettings()
     admin: AdminSettings = AdminSettings()
-    policies: PolicySet = field(default_factory=load_policies)
+    policies: PolicySet = field(default_factory=lambda: _default_policies())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -256,7 +277,13 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _policies(raw: Any, env: Mapping[str, str], base: Path) -> PolicySet:
+def _default_policies() -> PolicySet:
+    return load_policies(calibration=EmbeddingSettings().calibration())
+
+
+def _policies(
+    raw: Any, env: Mapping[str, str], base: Path, calibration: Calibration | None
+) -> PolicySet:
     """`[categories]`: `file` (merged over the built-in policies), `prototype_min_similarity`,
     and `[categories.NAME]` tables merged last."""
     if not isinstance(raw, dict):
@@ -271,7 +298,7 @@ def _policies(raw: Any, env: Mapping[str, str], base: Path) -> PolicySet:
         raise SettingsError("categories.file must be a string")
     path = None if file is None else base / Path(file).expanduser()
     try:
-        return load_policies(path, {"classifier": classifier, "categories": table})
+        return load_policies(path, {"classifier": classifier, "categories": table}, calibration)
     except PolicyError as exc:
         raise SettingsError(str(exc)) from None
 
@@ -306,7 +333,13 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:
     names = [m.name for m in built]
     if len(names) != len(set(names)):
         raise SettingsError("models: each name must be unique")
-    policies = _policies(raw.get("categories", {}), env, base)
+    embedding = sections["embedding"]
+    if embedding.model not in (TRAINED, BASE):
+        embedding = dataclasses.replace(
+            embedding, model=str(base / Path(embedding.model).expanduser())
+        )
+        sections["embedding"] = embedding
+    policies = _policies(raw.get("categories", {}), env, base, embedding.calibration())
     return Settings(models=built, policies=policies, **sections)
 
 

@@ -9,6 +9,7 @@ import pytest
 from embeddings.options import EmbedderOptions
 from embeddings.protocol import Vectors, embed_all
 from embeddings.runtime import OnnxEmbedder, load_embedder
+from embeddings.trained import shipped_dir
 from gateway.demo import bundled_pairs
 from tests.support.embedders import HashingEmbedder
 
@@ -17,7 +18,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Fixtures that load the real model: a test that uses one (directly or through another
 # fixture) is marked `model`, so `pytest -m "not model"` runs the rest in seconds.
-MODEL_FIXTURES = {"embedder", "embedder_int8", "app_embedder", "prompt_vectors", "model_cache"}
+MODEL_FIXTURES = {
+    "embedder",
+    "embedder_int8",
+    "trained_embedder",
+    "app_embedder",
+    "prompt_vectors",
+    "model_cache",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,6 +47,12 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedder(model_cache: Path) -> OnnxEmbedder:
     return load_embedder(EmbedderOptions(cache_dir=model_cache))
+
+
+@pytest.fixture(scope="session")
+def trained_embedder(model_cache: Path) -> OnnxEmbedder:
+    """The base model with the shipped adapter merged in: what `gateway serve` serves."""
+    return load_embedder(EmbedderOptions(cache_dir=model_cache, model=shipped_dir()))
 
 
 @pytest.fixture(scope="session")

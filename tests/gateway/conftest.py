@@ -37,6 +37,8 @@ def upstream(fake_upstream: FakeUpstream) -> FakeUpstream:
 def gateway_settings(db: Path, upstream: FakeUpstream, **sections: Any) -> Settings:
     raw: dict[str, Any] = {
         "store": {"url": f"sqlite:///{db}"},
+        # the apps under test are given the base model's embedder; thresholds must match it
+        "embedding": {"model": "base", **sections.pop("embedding", {})},
         "cache": {"lookup_deadline_ms": 5000, **sections.pop("cache", {})},
         "models": [
             {
