@@ -11,7 +11,6 @@ answer is a false hit. Recall counts the duplicates that were served right.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,39 +27,11 @@ from bench.common import (
 from embeddings.options import EmbedderOptions
 from embeddings.protocol import embed_all
 from embeddings.runtime import load_embedder
+from embeddings.trained import model_dir
+from federated.evaluate import BETA, Scores, score
 from gateway.cache.guard import check
 from gateway.index.hnsw import HnswIndex
 from gateway.settings import IndexParams
-
-BETA = 0.5
-
-
-@dataclass(frozen=True)
-class Scores:
-    threshold: float
-    hits: int
-    true_hits: int
-    false_hits: int
-    precision: float
-    recall: float
-    f_beta: float
-
-
-def score(
-    similarity: npt.NDArray[np.float64],
-    correct_neighbor: npt.NDArray[np.bool_],
-    positives: int,
-    threshold: float,
-) -> Scores:
-    """Scores at one threshold, from each query's top-1 similarity and whether it is right."""
-    served = similarity >= threshold
-    true_hits = int(np.sum(served & correct_neighbor))
-    hits = int(np.sum(served))
-    precision = true_hits / hits if hits else 1.0
-    recall = true_hits / positives if positives else 0.0
-    denominator = BETA**2 * precision + recall
-    f_beta = (1 + BETA**2) * precision * recall / denominator if denominator else 0.0
-    return Scores(round(threshold, 2), hits, true_hits, hits - true_hits, precision, recall, f_beta)
 
 
 def sweep(
@@ -92,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--model", default="trained", help="trained, base or a model directory")
     add_cache_dir(parser)
     args = parser.parse_args()
     path = args.pairs or shared_data() / "qqp_pairs.jsonl"
@@ -99,7 +71,7 @@ def main() -> None:
     if args.limit:
         pairs = pairs[: args.limit]
 
-    embedder = load_embedder(EmbedderOptions(cache_dir=args.cache_dir))
+    embedder = load_embedder(EmbedderOptions(cache_dir=args.cache_dir, model=model_dir(args.model)))
     entries = list(dict.fromkeys(p["a"] for p in pairs))
     entry_id = {text: i + 1 for i, text in enumerate(entries)}
     index = HnswIndex(

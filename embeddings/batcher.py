@@ -47,6 +47,11 @@ class MicroBatcher:
     def embedder(self) -> Embedder:
         return self._embedder
 
+    @property
+    def model_id(self) -> str:
+        """The model of every vector this batcher returns."""
+        return self._embedder.model_id
+
     async def embed(self, text: str) -> Vectors:
         """The embedding of one text, a (dim,) float32 vector."""
         if self._closed:

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,12 +20,16 @@ from categories.policy import PolicySet
 from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Embedder
 from embeddings.runtime import load_embedder
+from embeddings.trained import model_dir
 from gateway.auth import AdminAuth, Tenancy, load_salt
 from gateway.cache.semantic import SemanticCache
+from gateway.errors import GatewayError
+from gateway.model_change import ModelChanger, check_choice
 from gateway.observe import Metrics
 from gateway.outcome import Recorder
-from gateway.settings import ModelSettings, Settings
+from gateway.settings import ModelSettings, Settings, calibration_of
 from gateway.store import open_store
+from gateway.store.active_model import active_model
 from gateway.store.events import EventWriter, journal_dir
 from gateway.store.journal import Journal
 from gateway.store.overrides import with_overrides
@@ -33,6 +37,20 @@ from gateway.store.queries import Store
 from gateway.upstream import SIMULATED_PREFIX, Router, SimulatedUpstream, Upstream, load_litellm
 
 logger = logging.getLogger(__name__)
+
+
+def _served_model(store: Store, settings: Settings) -> str:
+    """The model activated through the admin API, if any and if it still checks out; else
+    the configured one."""
+    activated = active_model(store)
+    if activated is None or activated.choice == settings.embedding.model:
+        return settings.embedding.model
+    try:
+        check_choice(activated.choice)
+    except GatewayError as exc:
+        logger.error("the activated model cannot serve (%s); serving the configured one", exc)
+        return settings.embedding.model
+    return activated.choice
 
 
 @dataclass
@@ -55,6 +73,7 @@ class Gateway:
     metrics: Metrics
     admin: AdminAuth
     recorder: Recorder
+    changer: ModelChanger
     overridden: set[str] = field(default_factory=set)  # categories changed through the API
     # Held by policy changes from reading the policies in force to replacing them.
     policy_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -88,10 +107,18 @@ async def running(
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(executor, open_store, settings.store.url)
     await loop.run_in_executor(executor, load_litellm)  # not on the first request
+    choice = await loop.run_in_executor(executor, _served_model, store, settings)
     model: Embedder = (
         embedder
         if embedder is not None
-        else await loop.run_in_executor(executor, load_embedder, settings.embedding.options())
+        else await loop.run_in_executor(
+            executor, load_embedder, replace(settings.embedding.options(), model=model_dir(choice))
+        )
+    )
+    configured = (
+        settings.policies
+        if choice == settings.embedding.model
+        else settings.policies_for(calibration_of(choice))
     )
     models = settings.models or SIMULATED_MODELS
     if not settings.models:
@@ -107,9 +134,7 @@ async def running(
         executor=executor,
     )
     batcher = MicroBatcher(model, settings.embedding.batch, executor=executor)
-    policies, overridden = await loop.run_in_executor(
-        executor, with_overrides, store, settings.policies
-    )
+    policies, overridden = await loop.run_in_executor(executor, with_overrides, store, configured)
     classifier = await loop.run_in_executor(executor, _classifier, policies, model)
     metrics = Metrics()
     journal = journal_dir(settings.store.resolved_index_dir())
@@ -137,6 +162,7 @@ async def running(
         metrics=metrics,
         admin=AdminAuth(settings.admin),
         recorder=Recorder(events, metrics, log_prompts=settings.server.log_prompts),
+        changer=ModelChanger(choice, executor),
         overridden=overridden,
     )
     sweeper = asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s))
@@ -145,7 +171,8 @@ async def running(
     finally:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
-        await batcher.aclose()
+        await gateway.changer.aclose()
+        await gateway.batcher.aclose()
         await events.aclose()
         await loop.run_in_executor(executor, cache.save_indexes)
         store.engine.dispose()

@@ -137,14 +137,19 @@ class EmbeddingSettings:
 
     def calibration(self) -> Calibration | None:
         """The thresholds of the model served; None for the base model (the built-in ones)."""
-        directory = model_dir(self.model)
-        if directory is None:
-            return None
-        try:
-            threshold, thresholds = card_thresholds(directory)
-        except ModelIntegrityError as exc:
-            raise SettingsError(f"embedding.model: {exc}") from None
-        return Calibration(threshold, thresholds)
+        return calibration_of(self.model)
+
+
+def calibration_of(choice: str) -> Calibration | None:
+    """The thresholds a model choice (trained, base or a directory) was calibrated to."""
+    directory = model_dir(choice)
+    if directory is None:
+        return None
+    try:
+        threshold, thresholds = card_thresholds(directory)
+    except ModelIntegrityError as exc:
+        raise SettingsError(f"embedding.model: {exc}") from None
+    return Calibration(threshold, thresholds)
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,12 @@ class Settings:
     adaptation: LoadSettings = LoadSettings()
     admin: AdminSettings = AdminSettings()
     policies: PolicySet = field(default_factory=lambda: _default_policies())
+    # Where the policies came from: to build them again for another model's calibration.
+    policy_sources: PolicySources = field(default_factory=lambda: PolicySources())
+
+    def policies_for(self, calibration: Calibration | None) -> PolicySet:
+        """The configured policies under another model's thresholds."""
+        return self.policy_sources.load(calibration)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -277,13 +288,26 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class PolicySources:
+    """The user's policy file and inline `[categories]` tables, merged over the built-in
+    policies as calibrated for the model served."""
+
+    file: Path | None = None
+    inline: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self, calibration: Calibration | None) -> PolicySet:
+        try:
+            return load_policies(self.file, self.inline, calibration)
+        except PolicyError as exc:
+            raise SettingsError(str(exc)) from None
+
+
 def _default_policies() -> PolicySet:
     return load_policies(calibration=EmbeddingSettings().calibration())
 
 
-def _policies(
-    raw: Any, env: Mapping[str, str], base: Path, calibration: Calibration | None
-) -> PolicySet:
+def _sources(raw: Any, env: Mapping[str, str], base: Path) -> PolicySources:
     """`[categories]`: `file` (merged over the built-in policies), `prototype_min_similarity`,
     and `[categories.NAME]` tables merged last."""
     if not isinstance(raw, dict):
@@ -297,10 +321,7 @@ def _policies(
     if file is not None and not isinstance(file, str):
         raise SettingsError("categories.file must be a string")
     path = None if file is None else base / Path(file).expanduser()
-    try:
-        return load_policies(path, {"classifier": classifier, "categories": table}, calibration)
-    except PolicyError as exc:
-        raise SettingsError(str(exc)) from None
+    return PolicySources(path, {"classifier": classifier, "categories": table})
 
 
 def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:
@@ -339,8 +360,9 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:
             embedding, model=str(base / Path(embedding.model).expanduser())
         )
         sections["embedding"] = embedding
-    policies = _policies(raw.get("categories", {}), env, base, embedding.calibration())
-    return Settings(models=built, policies=policies, **sections)
+    sources = _sources(raw.get("categories", {}), env, base)
+    policies = sources.load(embedding.calibration())
+    return Settings(models=built, policies=policies, policy_sources=sources, **sections)
 
 
 def _make(kind: type[Any], table: Any, where: str) -> Any:

@@ -6,6 +6,7 @@ from starlette.routing import Route
 
 from gateway.admin.entries import entry, list_entries, purge
 from gateway.admin.feedback import feedback
+from gateway.admin.model import model
 from gateway.admin.openapi import openapi
 from gateway.admin.policies import list_policies, policy
 from gateway.admin.stats import stats
@@ -23,5 +24,6 @@ def routes() -> list[Route]:
         Route("/admin/purge", purge, methods=["POST"]),
         Route("/admin/feedback", feedback, methods=["POST"]),
         Route("/admin/upstreams", upstreams, methods=["GET"]),
+        Route("/admin/model", model, methods=["GET", "POST"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

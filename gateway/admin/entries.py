@@ -92,7 +92,8 @@ async def list_entries(request: Request) -> Response:
     if search is not None:
         if not search.strip():
             raise InvalidRequest("q must not be empty", param="q")
-        vector = await gw.batcher.embed(search)
+        batcher = gw.batcher  # the vector and the indexes of one model
+        vector = await batcher.embed(search)
         filters = _filters(params)
         partitions = [
             p
@@ -103,7 +104,7 @@ async def list_entries(request: Request) -> Response:
                 if f in filters
             )
         ]
-        nearest = await gw.cache.nearest(partitions, vector, limit * 4)
+        nearest = await gw.cache.nearest(partitions, vector, limit * 4, batcher.model_id)
         order = {entry_id: similarity for similarity, entry_id in nearest}
 
         def rows_near() -> list[CacheEntry]:

@@ -27,9 +27,11 @@ EXAMPLES = {
 STATUS = {
     "200": "OK",
     "201": "created",
+    "202": "accepted: runs in the background",
     "400": "invalid",
     "401": "no valid token",
     "404": "not found",
+    "409": "conflicts with a change in progress",
     "408": "the body did not arrive in time",
     "413": "the body is too large",
 }
@@ -138,6 +140,20 @@ FEEDBACK = {
     },
     "required": ["verdict"],
     "anyOf": [{"required": ["entry_id"]}, {"required": ["response_id"]}],
+}
+
+MODEL = {
+    "type": "object",
+    "properties": {
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4096,
+            "description": "trained, base, or a model directory written by `gateway train`",
+        }
+    },
+    "required": ["model"],
+    "additionalProperties": False,
 }
 
 DOCUMENT: dict[str, Any] = {
@@ -251,6 +267,16 @@ DOCUMENT: dict[str, Any] = {
         },
         "/admin/upstreams": {
             "get": _op("Per model load and the thresholds it produces", errors=())
+        },
+        "/admin/model": {
+            "get": _op("The similarity model serving, and the change in progress", errors=()),
+            "post": _op(
+                "Activate a similarity model: entries are embedded again in the background "
+                "and the new model serves once its indexes are complete",
+                body=MODEL,
+                ok=("200", "202"),
+                errors=("400", "409"),
+            ),
         },
     },
 }

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from categories.load import Acceptance
-from embeddings.protocol import Embedder, Vectors
+from embeddings.protocol import Embedder, Vectors, embed_all
 from gateway.cache.guard import check
 from gateway.cache.keys import RequestKey
 from gateway.index.hnsw import HnswIndex, Neighbor
-from gateway.index.sync import index_file, load_or_rebuild
+from gateway.index.sync import index_file, load_or_rebuild, reconcile
 from gateway.settings import IndexParams
 from gateway.store.entries import (
     EntryFilter,
@@ -29,7 +31,7 @@ from gateway.store.entries import (
     remove_entries,
 )
 from gateway.store.models import CacheEntry
-from gateway.store.queries import NewEntry, Partition, Store
+from gateway.store.queries import NewEntry, Partition, Store, decode_vectors
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +80,13 @@ class SemanticCache:
         self._counts: dict[tuple[str, str], int] = {}  # entries per (tenant, category)
         # Partitions holding entries: only their indexes are searched (and so created).
         self._known: set[Partition] | None = None
+        # While a model change builds the next indexes, deletions reach them too.
+        self._pending: dict[Partition, HnswIndex] | None = None
+
+    @property
+    def model_id(self) -> str:
+        """The model whose vectors the indexes hold; a vector of another is never compared."""
+        return self.embedder.model_id
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -121,11 +130,15 @@ class SemanticCache:
         accept: Mapping[str, Acceptance],
         top_k: int,
         now: float,
+        model_id: str,
     ) -> tuple[Hit | None, list[Rejection], float | None]:
         """Search the index of every category in `accept` (the query's own and the others
         it may be served from) and return the most similar candidate that clears its
         category's acceptance, matches model and context, is live and passes the guard;
-        with the rejections and the best similarity seen (served or not)."""
+        with the rejections and the best similarity seen (served or not). A vector of another
+        model than the indexes' (the model changed while it was made) finds nothing."""
+        if model_id != self.model_id:
+            return None, [], None
         if self._known is None:
             self._known = set(await self._run(self.store.partitions))
         wanted = [(c, Partition(tenant, namespace, c)) for c in accept]
@@ -159,12 +172,14 @@ class SemanticCache:
         return None, rejected, nearest
 
     async def put(self, new: NewEntry) -> int:
-        """Commit the entry, then index it: nothing is indexed that is not durable."""
+        """Commit the entry, then index it: nothing is indexed that is not durable. An entry
+        embedded by a model no longer served is stored only; `switch` indexes it."""
         index = await self.index(new.partition)
         entry_id = await self._run(self.store.add_entry, new)
         if self._known is not None:
             self._known.add(new.partition)
-        await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
+        if new.embedding_model == index.model_id:
+            await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
         counted = (new.partition.tenant, new.partition.category)
         if counted in self._counts:
             self._counts[counted] += 1
@@ -186,8 +201,7 @@ class SemanticCache:
         )
         self._counts[counted] -= len(victims)
         for entry_id, namespace in victims:
-            index = self._indexes.get(Partition(tenant, namespace, category))
-            if index is not None:
+            for index in self._loaded(Partition(tenant, namespace, category)):
                 index.delete([entry_id])
         return len(victims)
 
@@ -213,14 +227,86 @@ class SemanticCache:
     def _unindex(self, rows: list[Removed]) -> None:
         for entry_id, tenant, namespace, category in rows:
             self._counts.pop((tenant, category), None)  # recounted when next needed
-            index = self._indexes.get(Partition(tenant, namespace, category))
-            if index is not None:
+            for index in self._loaded(Partition(tenant, namespace, category)):
                 index.delete([entry_id])
 
+    def _loaded(self, partition: Partition) -> list[HnswIndex]:
+        """The partition's index in service, and the next one while a model change runs."""
+        found = [self._indexes.get(partition)]
+        if self._pending is not None:
+            found.append(self._pending.get(partition))
+        return [index for index in found if index is not None]
+
+    async def prepare(
+        self,
+        embedder: Embedder,
+        *,
+        chunk: int,
+        pause_s: float,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[Partition, HnswIndex]:
+        """The next model's indexes: every partition's stored texts embedded again, a chunk
+        at a time with a pause between chunks so that serving keeps the cores, and written
+        back tagged with the model. The indexes in service keep serving meanwhile."""
+        self._pending = {}
+        for partition in await self._run(self.store.partitions):
+            index = HnswIndex(embedder.dim, model_id=embedder.model_id, params=self.params)
+            self._pending[partition] = index
+            chunks = self.store.embeddings(partition, chunk=chunk)
+            while (part := await self._run(next, chunks, None)) is not None:
+                ids, texts, blobs, models = part
+                await self._run(self._reembed, index, embedder, ids, texts, blobs, models)
+                if progress is not None:
+                    progress(len(ids))
+                await asyncio.sleep(pause_s)
+        return self._pending
+
+    def _reembed(
+        self,
+        index: HnswIndex,
+        embedder: Embedder,
+        ids: list[int],
+        texts: list[str],
+        blobs: list[bytes],
+        models: list[str],
+    ) -> None:
+        vectors = np.empty((len(ids), index.dim), dtype=np.float32)
+        fresh = [i for i, model in enumerate(models) if model != embedder.model_id]
+        kept = [i for i, model in enumerate(models) if model == embedder.model_id]
+        if kept:
+            vectors[kept] = decode_vectors([blobs[i] for i in kept], index.dim)
+        if fresh:
+            vectors[fresh] = embed_all(embedder, [texts[i] for i in fresh])
+            self.store.replace_embeddings(
+                [ids[i] for i in fresh], vectors[fresh], embedder.model_id
+            )
+        index.add(ids, vectors)
+
+    def abandon(self) -> None:
+        """Forget the next indexes of a model change that did not finish."""
+        self._pending = None
+
+    async def switch(self, embedder: Embedder, indexes: dict[Partition, HnswIndex]) -> int:
+        """Serve `embedder`'s indexes from now on (one assignment: a lookup sees the old set
+        or the new one), then bring them level with the store: entries stored or deleted
+        while they were built. Returns how many entries that caught up."""
+        self.embedder = embedder
+        self._indexes = dict(indexes)
+        self._pending = None
+        self._loading = {}
+        self._known = None
+        caught = 0
+        for partition, index in list(self._indexes.items()):
+            added, _, _ = await self._run(reconcile, index, self.store, partition, embedder)
+            caught += added
+        return caught
+
     async def nearest(
-        self, partitions: list[Partition], vector: Vectors, k: int
+        self, partitions: list[Partition], vector: Vectors, k: int, model_id: str
     ) -> list[tuple[float, int]]:
         """(similarity, entry id) of the k nearest live entries across `partitions`."""
+        if model_id != self.model_id:
+            return []
         indexes = [await self.index(p) for p in partitions]
 
         def search() -> list[tuple[float, int]]:

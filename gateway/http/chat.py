@@ -61,6 +61,7 @@ class Lookup:
     policy: Policy
     effective: Effective | None = None
     vector: Vectors | None = None
+    model_id: str = ""  # of the model that made `vector`
     hit: Hit | None = None
     bypass: str | None = None  # why the request is neither looked up nor stored
     nearest: float | None = None  # the best similarity the semantic tier saw
@@ -98,7 +99,14 @@ async def chat_completions(request: Request) -> Response:
     if found.vector is not None and found.effective is not None and not no_store:
         partition = Partition(caller.tenant, caller.namespace, found.policy.name)
         store = Storer(
-            gw, partition, key, body, found.vector, ttl or found.effective.ttl_seconds, found.policy
+            gw,
+            partition,
+            key,
+            body,
+            found.vector,
+            found.model_id,
+            ttl or found.effective.ttl_seconds,
+            found.policy,
         )
         shared = await store.follow(model.timeout_s)
         if shared is not None:
@@ -142,13 +150,14 @@ async def _lookup(
     deadline = gw.settings.cache.lookup_deadline_ms / 1000
     try:
         async with asyncio.timeout(deadline):
-            vector = await gw.batcher.embed(key.text)
+            batcher = gw.batcher  # one model for the vector and the indexes it meets
+            vector = await batcher.embed(key.text)
             classification = decided or classifier.nearest(vector)
             policy = policies[classification.category]
             if refused := policy.refusal(key.temperature):
                 return Lookup(classification, policy, bypass=refused)
             effective = adapt(policy, gw.load.load(model.name))
-            found = Lookup(classification, policy, effective, vector)
+            found = Lookup(classification, policy, effective, vector, batcher.model_id)
             if lookup:
                 found.hit = await _semantic(
                     gw.cache, gw.settings.cache.top_k, policies, caller, key, found, now
@@ -182,6 +191,7 @@ async def _semantic(
         accept=acceptance(policies, found.policy, found.effective.load, key.temperature),
         top_k=top_k,
         now=now,
+        model_id=found.model_id,
     )
     for rejection in rejected:
         logger.info(

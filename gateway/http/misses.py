@@ -38,6 +38,7 @@ class Storer:
     key: RequestKey
     body: dict[str, Any]
     vector: Vectors
+    model_id: str  # of the model that made `vector`
     ttl: float
     policy: Policy
     _lead: asyncio.Future[dict[str, Any] | None] | None = None
@@ -93,7 +94,7 @@ class Storer:
                 request_json=json.dumps(self.body, ensure_ascii=False),
                 response_json=json.dumps(stored, ensure_ascii=False),
                 embedding=np.asarray(self.vector, dtype=np.float32),
-                embedding_model=self.gw.embedder.model_id,
+                embedding_model=self.model_id,
                 created_at=now,
                 expires_at=now + self.ttl,
                 prompt_tokens=outcome.prompt_tokens,

@@ -132,6 +132,18 @@ class PolicyOverride(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
+class ActiveModel(Base):
+    """The similarity model activated through the admin API (one row): wins over the
+    configuration at start, so that a restart serves the version last activated."""
+
+    __tablename__ = "active_model"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    choice: Mapped[str] = mapped_column(Text)  # trained, base, or a model directory
+    model_id: Mapped[str] = mapped_column(String(128))
+    activated_at: Mapped[float] = mapped_column(Float)
+
+
 class JournalSegment(Base):
     """A segment of the event journal whose events are committed: replaying the journal
     after a crash skips it, so no event is written twice."""

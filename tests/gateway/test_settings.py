@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from embeddings.trained import shipped_dir
 from gateway.settings import DEFAULT_STORE_URL, Settings, SettingsError
 
 
@@ -14,7 +16,11 @@ def test_defaults() -> None:
     assert settings.embedding.device == "auto" and not settings.embedding.int8
     assert settings.embedding.batch.max_batch == 32
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
-    assert settings.policies["default"].threshold == 0.93 and settings.policies["default"].guard
+    # the shipped trained model serves by default, at the threshold its card chose
+    card = json.loads((shipped_dir() / "card.json").read_text())
+    served = max(card["threshold"], card["thresholds"].get("default", 0.0))
+    assert settings.policies["default"].threshold == served and settings.policies["default"].guard
+    assert settings.embedding.model == "trained"
     assert settings.adaptation.max_inflight == 64
     assert settings.models == ()
 
