@@ -48,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending schema migrations to the store")
 
+    activate = commands.add_parser(
+        "activate-model", help="switch a running gateway to another similarity model"
+    )
+    activate.add_argument("model", help="trained, base, or a model directory")
+    activate.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway")
+    activate.add_argument(
+        "--token-env", default="GATEWAY_ADMIN_TOKEN", help="variable holding the admin token"
+    )
+    activate.add_argument("--no-wait", action="store_true", help="return once it has started")
+
     train = commands.add_parser(
         "train", help="train a similarity model on labelled pairs (central or federated)"
     )
@@ -72,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
+    if args.command == "activate-model":
+        from gateway.model_client import activate_model
+
+        return activate_model(
+            args.url, args.model, os.environ.get(args.token_env, ""), wait=not args.no_wait
+        )
     if args.command == "train":
         from federated.train import command
 

@@ -50,6 +50,7 @@ def _view(row: CacheEntry, *, full: bool = False) -> dict[str, Any]:
         "cost_usd": row.cost_usd,
         "upstream_model": row.upstream_model,
         "demoted": row.demoted_at is not None,
+        "embedding_model": row.embedding_model,
     }
     if full:
         view["request"] = json.loads(row.request_json)

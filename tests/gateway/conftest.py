@@ -74,12 +74,17 @@ def _factory(
 
     @contextmanager
     def factory(
-        *, embedder_: Embedder | None = None, db: Path | None = None, **sections: Any
+        *,
+        embedder_: Embedder | None = None,
+        own_model: bool = False,
+        db: Path | None = None,
+        **sections: Any,
     ) -> Iterator[TestClient]:
+        """`own_model`: the app loads the model its settings (and store) name itself."""
         settings = gateway_settings(db or tmp_path / "gateway.db", upstream, **sections)
         app = create_app(
             settings,
-            embedder=embedder_ or default,
+            embedder=None if own_model else embedder_ or default,
             salt=b"test-salt",
             simulated=SimulatedUpstream(SimulationProfile(0.0, 0.0)),
         )

@@ -26,7 +26,12 @@ def free_port() -> int:
 
 
 def write_config(
-    directory: Path, *, upstream_base_url: str, model_cache: Path, extra: str = ""
+    directory: Path,
+    *,
+    upstream_base_url: str,
+    model_cache: Path,
+    extra: str = "",
+    embedding: str = "",
 ) -> Path:
     """A config with a SQLite store in `directory`, the bundled embedder cached in
     `model_cache`, and one model, gpt-4o-mini, answered by the fake upstream."""
@@ -37,6 +42,7 @@ url = "sqlite:///{directory / "gateway.db"}"
 
 [embedding]
 cache_dir = "{model_cache}"
+{embedding}
 
 [[models]]
 name = "gpt-4o-mini"
