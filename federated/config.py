@@ -16,6 +16,9 @@ DEFAULTS: dict[str, Any] = {
     "partitions-dir": "",  # client-<partition-id>.jsonl, one file per client
     "validation-file": "",  # the server's validation pairs
     "result-file": "",  # where the server writes the chosen adapter and the history (.npz)
+    "out-dir": "",  # where the server writes the model directory (the deployment engine)
+    "name": "minilm-federated",
+    "version": "",  # default: the UTC time
     "rounds": 3,
     "strategy": "fedavg",  # or fedprox
     "proximal-mu": 0.01,

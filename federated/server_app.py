@@ -9,6 +9,7 @@ directory.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +24,8 @@ from embeddings.model import bundled_minilm
 from federated.config import merged, train_options
 from federated.pairs import check_trainable, read_pairs
 from federated.task import SimilarityModel
+
+logger = logging.getLogger(__name__)
 
 
 def save_result(path: Path, arrays: list[np.ndarray], history: list[dict[str, Any]]) -> None:
@@ -46,7 +49,7 @@ def server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        from federated.train import measure, summary
+        from federated.train import Dataset, finish, measure, summary
 
         config = merged(context.run_config, defaults or {})
         validation = read_pairs(Path(str(config["validation-file"]))).pairs
@@ -90,7 +93,23 @@ def server_app(
             train_config=ConfigRecord({"local-epochs": float(config["local-epochs"])}),
             evaluate_fn=evaluate,
         )
-        save_result(Path(str(config["result-file"])), best["arrays"], history)
+        if config["result-file"]:
+            save_result(Path(str(config["result-file"])), best["arrays"], history)
+        if config["out-dir"]:  # the deployment engine: the model directory is written here
+            model.load_adapter_arrays(best["arrays"])
+            data = Dataset(train=[], validation=validation, test=[])
+            data.sources.append({"file": "the clients' own pairs (never sent)", "pairs": None})
+            training = {"mode": "federated", "engine": "deployment", "rounds": history}
+            directory = finish(
+                model,
+                data,
+                training,
+                train_options(config),
+                out=Path(str(config["out-dir"])),
+                name=str(config["name"]),
+                version=str(config["version"]) or None,
+            )
+            logger.info("wrote %s", directory)
 
     return app
 
