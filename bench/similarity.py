@@ -21,9 +21,10 @@ import numpy as np
 
 from bench.common import add_cache_dir, print_table, shared_data, write_json
 from categories.policy import load_policies
+from embeddings.card import PROJECTION_FILE
 from embeddings.options import EmbedderOptions
 from embeddings.protocol import Embedder, embed_all
-from embeddings.runtime import load_embedder
+from embeddings.runtime import load_embedder, load_serving
 from embeddings.trained import card_thresholds, model_dir
 from federated.augment import contrast_pairs
 from federated.evaluate import cache_view
@@ -144,8 +145,14 @@ def main() -> None:
             test,
         ),
     }
+    if (directory / PROJECTION_FILE).exists():  # the compressed form, when the model has one
+        compressed, _ = card_thresholds(directory, compressed=True)
+        options = EmbedderOptions(cache_dir=args.cache_dir, model=directory, compress=True)
+        results["trained_compressed"] = measure(
+            "trained, compressed", load_serving(options), compressed, test
+        )
     rows = []
-    for key in ("base", "trained"):
+    for key in [k for k in ("base", "trained", "trained_compressed") if k in results]:
         r = results[key]
         floor = r["recall_at_precision_0.85"] or {"recall": 0.0}
         at = r["at_threshold"]

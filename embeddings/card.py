@@ -26,6 +26,7 @@ from embeddings.model import file_sha256
 
 CARD = "card.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+PROJECTION_FILE = "projection.npz"  # optional: a PCA projection (`embeddings.compress`)
 FORMAT = 1
 
 
@@ -46,9 +47,16 @@ class ModelCard:
         return f"{self.name}-{self.version}"
 
     @property
+    def compression(self) -> dict[str, Any] | None:
+        """The projection's dimensions and the thresholds calibrated on its vectors."""
+        found = self.details.get("compression")
+        return found if isinstance(found, dict) else None
+
+    @property
     def adapter_sha256(self) -> str:
         """One digest for the adapter: its files' digests, in name order."""
-        joined = "".join(f"{name}:{digest}\n" for name, digest in sorted(self.files.items()))
+        adapter = {name: self.files[name] for name in ADAPTER_FILES if name in self.files}
+        joined = "".join(f"{name}:{digest}\n" for name, digest in sorted(adapter.items()))
         return hashlib.sha256(joined.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,9 +99,9 @@ def load_card(directory: Path, *, base_sha256: str, dim: int) -> ModelCard:
         )
     if card.dim != dim:
         raise ModelIntegrityError(f"{directory} has dimension {card.dim}, the base model {dim}")
-    for name in ADAPTER_FILES:
+    for name in sorted({*ADAPTER_FILES, *card.files}):
         path = directory / name
-        if not path.is_file():
+        if "/" in name or "\\" in name or not path.is_file():
             raise ModelIntegrityError(f"{directory} is missing {name}")
         expected = card.files.get(name)
         if expected is None or file_sha256(path) != expected:

@@ -15,6 +15,7 @@ class EmbedderOptions:
     device: str = "auto"
     threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
     model: Path | None = None  # a trained model directory; None serves the base model
+    compress: bool = False  # serve the directory's projection (fewer dimensions)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from embeddings.compress import ProjectedEmbedder, load_projection
+from embeddings.errors import ModelIntegrityError
 from embeddings.export import ensure_onnx
 from embeddings.model import ModelSource, bundled_minilm, verify
 from embeddings.options import EmbedderOptions
@@ -85,6 +87,16 @@ class OnnxEmbedder:
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text occupies after truncation (special tokens included)."""
         return [sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(texts))]
+
+
+def load_serving(options: EmbedderOptions) -> OnnxEmbedder | ProjectedEmbedder:
+    """What the gateway embeds with: the model, and with `compress` its vectors through the
+    model directory's projection."""
+    if not options.compress:
+        return load_embedder(options)
+    if options.model is None:
+        raise ModelIntegrityError("compress needs a trained model directory with a projection")
+    return ProjectedEmbedder(load_embedder(options), load_projection(options.model))
 
 
 def load_embedder(options: EmbedderOptions, source: ModelSource | None = None) -> OnnxEmbedder:

@@ -30,10 +30,13 @@ def model_dir(choice: str) -> Path | None:
     return Path(choice).expanduser()
 
 
-def card_thresholds(directory: Path) -> tuple[float, dict[str, float]]:
-    """The thresholds a card was calibrated to (read only: `with_adapter` checks the files)."""
+def card_thresholds(directory: Path, *, compressed: bool = False) -> tuple[float, dict[str, float]]:
+    """The thresholds a card was calibrated to, for its full or its projected vectors (read
+    only: `with_adapter` and `load_projection` check the files)."""
     try:
         raw = json.loads((directory / CARD).read_text())
+        if compressed:
+            raw = raw["compression"]
         thresholds = {str(k): float(v) for k, v in raw.get("thresholds", {}).items()}
         return float(raw["threshold"]), thresholds
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="train on this many pairs at most")
     p.add_argument("--contrast", type=int, default=8000, help="contrast pairs to add")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--compress", type=int, default=0, help="also fit a PCA projection to this many dims"
+    )
     p.add_argument("--federated", action="store_true", help="train with Flower (simulation)")
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)

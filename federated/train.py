@@ -27,6 +27,7 @@ import numpy as np
 from embeddings.card import ModelCard, adapter_digests, write_card
 from embeddings.model import ModelSource, bundled_minilm
 from federated.augment import contrast_pairs
+from federated.compression import add_projection
 from federated.evaluate import CacheView, cache_view
 from federated.pairs import Pair, PairsError, check_trainable, read_pairs, split
 from federated.task import SimilarityModel, TrainOptions
@@ -230,8 +231,10 @@ def finish(
     name: str,
     version: str | None,
     source: ModelSource | None = None,
+    compress: int = 0,
 ) -> Path:
-    """Choose the thresholds on validation and write the model directory."""
+    """Choose the thresholds on validation and write the model directory; with `compress`,
+    a projection to that many dimensions too (`federated.compression`)."""
     source = source or bundled_minilm()
     view = measure(model, data.validation)
     thresholds = category_thresholds(model, data.validation, view)
@@ -255,7 +258,7 @@ def finish(
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return write_model(
+    directory = write_model(
         model,
         out,
         name=name,
@@ -265,6 +268,9 @@ def finish(
         thresholds=thresholds,
         details=details,
     )
+    if compress:
+        add_projection(directory, model.embed, data.train, data.validation, compress)
+    return directory
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -306,7 +312,14 @@ def run(args: argparse.Namespace) -> Path:
         else:
             model, training = train_central(data, options, progress=progress)
     directory = finish(
-        model, data, training, options, out=args.out, name=args.name, version=args.version
+        model,
+        data,
+        training,
+        options,
+        out=args.out,
+        name=args.name,
+        version=args.version,
+        compress=args.compress,
     )
     card = json.loads((directory / "card.json").read_text())
     print(f"wrote {directory}")

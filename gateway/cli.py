@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending schema migrations to the store")
 
+    export_pairs = commands.add_parser(
+        "export-pairs", help="feedback verdicts as labelled pairs, one file per tenant"
+    )
+    export_pairs.add_argument("--config", type=Path, help="TOML configuration file")
+    export_pairs.add_argument("--out", type=Path, required=True, help="directory to write")
+    export_pairs.add_argument("--tenant", help="only this tenant (its id in the store)")
+
     activate = commands.add_parser(
         "activate-model", help="switch a running gateway to another similarity model"
     )
@@ -82,6 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
+    if args.command == "export-pairs":
+        from gateway.export_pairs import export_pairs
+
+        written = export_pairs(settings, args.out, args.tenant)
+        for owner, path in written.items():
+            print(f"{owner}: {path}")
+        if not written:
+            print("no verdicts with two texts to export", file=sys.stderr)
+        return 0
     if args.command == "activate-model":
         from gateway.model_client import activate_model
 

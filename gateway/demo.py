@@ -18,7 +18,7 @@ from typing import TextIO
 import numpy as np
 
 from embeddings.protocol import embed_all
-from embeddings.runtime import load_embedder
+from embeddings.runtime import load_serving
 from gateway.index.sync import index_file, load_or_rebuild
 from gateway.settings import Settings
 from gateway.store import NewEntry, Partition, open_store
@@ -42,7 +42,7 @@ def bundled_pairs(limit: int | None = None) -> list[Pair]:
 def run_demo(settings: Settings, *, pairs: int, threshold: float, out: TextIO) -> dict[str, float]:
     started = time.perf_counter()
     store = open_store(settings.store.url)
-    embedder = load_embedder(settings.embedding.options())
+    embedder = load_serving(settings.embedding.options())
     index_dir = settings.store.resolved_index_dir()
     path = index_file(index_dir, DEMO_PARTITION) if index_dir else None
     index, report = load_or_rebuild(

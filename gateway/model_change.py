@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 from categories.classifier import Classifier
 from embeddings.batcher import MicroBatcher
 from embeddings.card import load_card
+from embeddings.compress import load_projection
 from embeddings.errors import ModelIntegrityError
 from embeddings.model import bundled_minilm
-from embeddings.runtime import load_embedder
+from embeddings.runtime import load_serving
 from embeddings.trained import model_dir
 from gateway.errors import Conflict, InvalidRequest
 from gateway.settings import SettingsError, calibration_of
@@ -69,15 +70,16 @@ class Change:
         }
 
 
-def check_choice(choice: str) -> None:
+def check_choice(choice: str, *, compressed: bool = False) -> None:
     """Refuse a model that cannot serve, with the reason; blocking (reads the files)."""
     base = bundled_minilm()
     try:
         directory = model_dir(choice)
-        if directory is None:
-            return
-        load_card(directory, base_sha256=base.sha256, dim=base.dim)
-        calibration_of(choice)
+        if directory is not None:
+            load_card(directory, base_sha256=base.sha256, dim=base.dim)
+            if compressed:
+                load_projection(directory)
+        calibration_of(choice, compressed=compressed)
     except (ModelIntegrityError, SettingsError) as exc:
         raise InvalidRequest(f"model refused: {exc}", param="model") from None
     except (OSError, ValueError, RuntimeError) as exc:  # a path the system cannot use
@@ -103,7 +105,10 @@ class ModelChanger:
         if self.running:
             raise Conflict("a model change is already running: wait for it to finish")
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, check_choice, choice)
+        compressed = gw.settings.embedding.compress
+        await loop.run_in_executor(
+            self._executor, lambda: check_choice(choice, compressed=compressed)
+        )
         self.change = Change(choice, started_at=time.time())
         self._task = asyncio.create_task(self._run(gw, self.change))
         return self.change
@@ -121,7 +126,7 @@ class ModelChanger:
         loop = asyncio.get_running_loop()
         try:
             options = replace(gw.settings.embedding.options(), model=model_dir(change.choice))
-            embedder = await loop.run_in_executor(self._executor, load_embedder, options)
+            embedder = await loop.run_in_executor(self._executor, load_serving, options)
             change.model_id = embedder.model_id
             change.state = "reembedding"
 
@@ -131,7 +136,9 @@ class ModelChanger:
             indexes = await gw.cache.prepare(
                 embedder, chunk=CHUNK, pause_s=PAUSE_S, progress=progress
             )
-            calibrated = gw.settings.policies_for(calibration_of(change.choice))
+            calibrated = gw.settings.policies_for(
+                calibration_of(change.choice, compressed=gw.settings.embedding.compress)
+            )
             policies, overridden = await loop.run_in_executor(
                 self._executor, with_overrides, gw.store, calibrated
             )

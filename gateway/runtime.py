@@ -19,7 +19,7 @@ from categories.load import LoadMonitor
 from categories.policy import PolicySet
 from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Embedder
-from embeddings.runtime import load_embedder
+from embeddings.runtime import load_serving
 from embeddings.trained import model_dir
 from gateway.auth import AdminAuth, Tenancy, load_salt
 from gateway.cache.semantic import SemanticCache
@@ -46,7 +46,7 @@ def _served_model(store: Store, settings: Settings) -> str:
     if activated is None or activated.choice == settings.embedding.model:
         return settings.embedding.model
     try:
-        check_choice(activated.choice)
+        check_choice(activated.choice, compressed=settings.embedding.compress)
     except GatewayError as exc:
         logger.error("the activated model cannot serve (%s); serving the configured one", exc)
         return settings.embedding.model
@@ -112,13 +112,13 @@ async def running(
         embedder
         if embedder is not None
         else await loop.run_in_executor(
-            executor, load_embedder, replace(settings.embedding.options(), model=model_dir(choice))
+            executor, load_serving, replace(settings.embedding.options(), model=model_dir(choice))
         )
     )
     configured = (
         settings.policies
         if choice == settings.embedding.model
-        else settings.policies_for(calibration_of(choice))
+        else settings.policies_for(calibration_of(choice, compressed=settings.embedding.compress))
     )
     models = settings.models or SIMULATED_MODELS
     if not settings.models:

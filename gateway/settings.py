@@ -112,6 +112,8 @@ class EmbeddingSettings:
     # "trained": the adapter shipped in the package; "base": all-MiniLM-L6-v2 as published;
     # else the path of a model directory written by `gateway train`.
     model: str = TRAINED
+    # true: serve the model directory's PCA projection (`gateway train --compress`)
+    compress: bool = False
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "embedding.model must be trained, base or a model directory")
@@ -133,20 +135,23 @@ class EmbeddingSettings:
             device=self.device,
             threads=self.threads,
             model=model_dir(self.model),
+            compress=self.compress,
         )
 
     def calibration(self) -> Calibration | None:
         """The thresholds of the model served; None for the base model (the built-in ones)."""
-        return calibration_of(self.model)
+        return calibration_of(self.model, compressed=self.compress)
 
 
-def calibration_of(choice: str) -> Calibration | None:
+def calibration_of(choice: str, *, compressed: bool = False) -> Calibration | None:
     """The thresholds a model choice (trained, base or a directory) was calibrated to."""
     directory = model_dir(choice)
     if directory is None:
+        if compressed:
+            raise SettingsError("embedding.compress needs a trained model with a projection")
         return None
     try:
-        threshold, thresholds = card_thresholds(directory)
+        threshold, thresholds = card_thresholds(directory, compressed=compressed)
     except ModelIntegrityError as exc:
         raise SettingsError(f"embedding.model: {exc}") from None
     return Calibration(threshold, thresholds)

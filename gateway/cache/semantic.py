@@ -173,13 +173,17 @@ class SemanticCache:
 
     async def put(self, new: NewEntry) -> int:
         """Commit the entry, then index it: nothing is indexed that is not durable. An entry
-        embedded by a model no longer served is stored only; `switch` indexes it."""
-        index = await self.index(new.partition)
+        embedded by a model no longer served (the model changed while it was answered) is
+        embedded again by the one in service."""
+        await self.index(new.partition)  # loaded before the commit: `switch` reconciles it
         entry_id = await self._run(self.store.add_entry, new)
         if self._known is not None:
             self._known.add(new.partition)
+        index = await self.index(new.partition)  # the one in service now
         if new.embedding_model == index.model_id:
             await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
+        else:  # embedded by the model served before a change: embed it for this one
+            await self._run(self._index_again, index, self.embedder, entry_id, new.text)
         counted = (new.partition.tenant, new.partition.category)
         if counted in self._counts:
             self._counts[counted] += 1
@@ -281,6 +285,13 @@ class SemanticCache:
                 [ids[i] for i in fresh], vectors[fresh], embedder.model_id
             )
         index.add(ids, vectors)
+
+    def _index_again(self, index: HnswIndex, embedder: Embedder, entry_id: int, text: str) -> None:
+        if embedder.model_id != index.model_id:  # changed once more: `switch` reconciles it
+            return
+        vector = embedder.embed([text])
+        self.store.replace_embeddings([entry_id], vector, embedder.model_id)
+        index.add([entry_id], vector)
 
     def abandon(self) -> None:
         """Forget the next indexes of a model change that did not finish."""

@@ -48,7 +48,7 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from embeddings.runtime import load_embedder
+    from embeddings.runtime import load_serving
     from gateway.replay.html import page
     from gateway.replay.report import figures
     from gateway.replay.run import replay_settings, run
@@ -92,7 +92,7 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
     config = settings if args.config else None
     models = {str(r.body.get("model")) for r in workload.requests}
-    embedder = load_embedder(settings.embedding.options())
+    embedder = load_serving(settings.embedding.options())
     began = time.perf_counter()
     with replay_settings(config, models, args.model, live) as replayed, Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -69,3 +69,19 @@ def add_feedback(store: Store, served: Served, correct: bool, source: str, note:
         session.add(row)
         session.flush()
         return row.id
+
+
+def feedback_pairs(
+    store: Store, tenant: str | None = None
+) -> dict[str, list[tuple[str, str, int]]]:
+    """Verdicts as labelled pairs, per tenant: (cached prompt, prompt, 1 if right else 0).
+    Verdicts without a second text (an exact repeat) teach nothing and are left out."""
+    query = select(Feedback.tenant, Feedback.entry_text, Feedback.prompt, Feedback.correct)
+    if tenant is not None:
+        query = query.where(Feedback.tenant == tenant)
+    pairs: dict[str, list[tuple[str, str, int]]] = {}
+    with store.session() as session:
+        for owner, cached, prompt, correct in session.execute(query.order_by(Feedback.id)):
+            if prompt and prompt != cached:
+                pairs.setdefault(owner, []).append((cached, prompt, int(correct)))
+    return pairs
