@@ -62,6 +62,12 @@ def test_bad_training_files_are_refused_with_reasons(
     captured = capsys.readouterr()
     assert "bad.jsonl:2: skipped" in captured.out and "only duplicates" in captured.err
     assert not list(tmp_path.glob("minilm-pairs-*"))
+    for wrong in (["--batch", "0"], ["--clients", "-1"], ["--epochs", "nan"],
+                  ["--version", "../elsewhere"], ["--compress", "512"]):  # fmt: skip
+        with pytest.raises(SystemExit) as stopped:
+            main(["train", "--pairs", str(bad), "--out", str(tmp_path), *wrong])
+        assert stopped.value.code == 2
+        assert wrong[0] in capsys.readouterr().err
 
 
 def test_a_federated_round_in_the_simulation_engine(pairs_file: Path, tmp_path: Path) -> None:
