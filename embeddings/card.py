@@ -81,8 +81,8 @@ def adapter_digests(directory: Path) -> dict[str, str]:
     return {name: file_sha256(directory / name) for name in ADAPTER_FILES}
 
 
-def load_card(directory: Path, *, base_sha256: str, dim: int) -> ModelCard:
-    """Read and check a model directory; `ModelIntegrityError` says what is wrong."""
+def read_card(directory: Path) -> ModelCard:
+    """A directory's card, parsed and checked in itself (the files are not read)."""
     if not directory.is_dir():
         raise ModelIntegrityError(f"{directory} is not a model directory")
     try:
@@ -91,7 +91,12 @@ def load_card(directory: Path, *, base_sha256: str, dim: int) -> ModelCard:
         raise ModelIntegrityError(f"{directory} has no {CARD}") from None
     except (OSError, ValueError) as exc:
         raise ModelIntegrityError(f"{directory / CARD} is not readable JSON: {exc}") from None
-    card = _parse(raw, directory)
+    return _parse(raw, directory)
+
+
+def load_card(directory: Path, *, base_sha256: str, dim: int) -> ModelCard:
+    """Read and check a model directory; `ModelIntegrityError` says what is wrong."""
+    card = read_card(directory)
     if card.base_sha256 != base_sha256:
         raise ModelIntegrityError(
             f"{directory} adapts base weights {card.base_sha256[:16]}, "
@@ -130,7 +135,16 @@ def _parse(raw: Any, directory: Path) -> ModelCard:
     dim = raw.get("dim")
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
         raise bad("dim must be a positive integer")
+    compression = raw.get("compression")
+    if compression is not None and (
+        not isinstance(compression, dict) or not isinstance(compression.get("thresholds", {}), dict)
+    ):
+        raise bad("compression must be a table with a threshold")
     values = {"threshold": raw.get("threshold"), **thresholds}
+    if compression is not None:
+        values["compression.threshold"] = compression.get("threshold")
+        for key, value in compression.get("thresholds", {}).items():
+            values[f"compression.{key}"] = value
     for key, value in values.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
             raise bad(f"threshold {key} must be a cosine in (0, 1)")

@@ -3,12 +3,11 @@ or a model directory trained with `gateway train`."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from embeddings.card import CARD, load_card
+from embeddings.card import load_card, read_card
 from embeddings.errors import ModelIntegrityError
 from embeddings.model import ModelSource
 
@@ -31,16 +30,15 @@ def model_dir(choice: str) -> Path | None:
 
 
 def card_thresholds(directory: Path, *, compressed: bool = False) -> tuple[float, dict[str, float]]:
-    """The thresholds a card was calibrated to, for its full or its projected vectors (read
-    only: `with_adapter` and `load_projection` check the files)."""
-    try:
-        raw = json.loads((directory / CARD).read_text())
-        if compressed:
-            raw = raw["compression"]
-        thresholds = {str(k): float(v) for k, v in raw.get("thresholds", {}).items()}
-        return float(raw["threshold"]), thresholds
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelIntegrityError(f"cannot read the card of {directory}: {exc}") from None
+    """The thresholds a card was calibrated to, for its full or its projected vectors (the
+    files are checked when the model loads: `with_adapter`, `load_projection`)."""
+    card = read_card(directory)
+    if not compressed:
+        return card.threshold, card.thresholds
+    if card.compression is None:
+        raise ModelIntegrityError(f"{directory} has no projection (train with --compress)")
+    thresholds = card.compression.get("thresholds", {})
+    return float(card.compression["threshold"]), {k: float(v) for k, v in thresholds.items()}
 
 
 def with_adapter(base: ModelSource, directory: Path) -> ModelSource:

@@ -65,6 +65,12 @@ def read_pairs(path: Path, *, strict: bool = False, default_label: int | None = 
     return Pairs(pairs, problems)
 
 
+def write_pairs(path: Path, pairs: Iterable[Pair]) -> None:
+    """A pairs file `read_pairs` reads back."""
+    lines = [json.dumps({"a": p.a, "b": p.b, "label": p.label}) for p in pairs]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
 def _pair(line: str, default_label: int | None) -> Pair:
     try:
         row = json.loads(line)

@@ -4,24 +4,18 @@ adapter weights travel."""
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from embeddings.model import bundled_minilm
-from federated.pairs import Pair, check_trainable, partition_by_topic
+from federated.pairs import check_trainable, partition_by_topic, write_pairs
 from federated.task import SimilarityModel, TrainOptions
 from federated.train import Dataset
 
 logger = logging.getLogger(__name__)
-
-
-def write_pairs(path: Path, pairs: Sequence[Pair]) -> None:
-    lines = (json.dumps({"a": p.a, "b": p.b, "label": p.label}) for p in pairs)
-    path.write_text("\n".join(lines) + "\n")
 
 
 def train_federated(

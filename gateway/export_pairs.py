@@ -5,9 +5,9 @@ training data of that tenant's Flower client (`flower-supernode --node-config
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+from federated.pairs import Pair, write_pairs
 from gateway.settings import Settings
 from gateway.store import open_store
 from gateway.store.feedback import feedback_pairs
@@ -25,7 +25,6 @@ def export_pairs(settings: Settings, out: Path, tenant: str | None) -> dict[str,
     written = {}
     for owner, rows in sorted(pairs.items()):
         path = out / f"{hashlib.sha256(owner.encode()).hexdigest()[:16]}.jsonl"
-        lines = (json.dumps({"a": a, "b": b, "label": label}) for a, b, label in rows)
-        path.write_text("\n".join(lines) + "\n")
+        write_pairs(path, (Pair(a, b, label) for a, b, label in rows))
         written[owner] = path
     return written

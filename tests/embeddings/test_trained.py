@@ -78,6 +78,7 @@ def _copy(tmp_path: Path) -> Path:
         (lambda d: _edit(d, dim=768), "dimension 768"),
         (lambda d: _edit(d, base={"name": "x", "sha256": "0" * 64}), "adapts base weights"),
         (lambda d: _edit(d, threshold=1.5), "threshold"),
+        (lambda d: _edit(d, compression={"threshold": 2.0}), "compression.threshold"),
     ],
 )
 def test_a_bad_model_directory_is_refused(tmp_path: Path, damage: object, message: str) -> None:

@@ -20,8 +20,7 @@ import pytest
 
 from embeddings.card import load_card
 from embeddings.model import bundled_minilm
-from federated.pairs import read_pairs, split
-from federated.simulation import write_pairs
+from federated.pairs import read_pairs, split, write_pairs
 
 pytestmark = pytest.mark.model  # the clients and the server load the real model's weights
 

@@ -15,6 +15,7 @@ from federated.pairs import (
     partition_by_topic,
     read_pairs,
     split,
+    write_pairs,
 )
 
 GOOD = '{"a": "How do I cook rice?", "b": "What is the way to cook rice?", "label": 1}'
@@ -51,6 +52,9 @@ def test_malformed_lines_are_reported_with_numbers_and_reasons(tmp_path: Path) -
     ]
     with pytest.raises(PairsError, match=r"pairs.jsonl:2: not JSON"):
         read_pairs(path, strict=True)
+    written = tmp_path / "written.jsonl"
+    write_pairs(written, read.pairs)
+    assert read_pairs(written, strict=True).pairs == read.pairs  # what is written reads back
     # a paraphrase file: a missing label means "the same question"
     assert read_pairs(write(tmp_path, '{"a": "x", "b": "y"}'), default_label=1).pairs == [
         Pair("x", "y", 1)

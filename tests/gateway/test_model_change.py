@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,13 @@ QUESTIONS = [
     "What causes the seasons on Earth?",
     "How far is the Moon from the Earth?",
 ]
+
+
+def _wait_for(condition: Callable[[], bool], limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, "the load generator stalled"
+        time.sleep(0.01)
 
 
 def _wait_done(client: TestClient, limit_s: float = 180) -> dict[str, Any]:
@@ -61,11 +69,12 @@ def test_a_model_is_activated_under_load_without_a_failed_request(
         for worker in workers:
             worker.start()
         try:
-            time.sleep(0.3)
+            _wait_for(lambda: len(statuses) >= 8)  # load is running when the change starts
             started = client.post("/admin/model", json={"model": "trained"}, headers=ADMIN)
             assert started.status_code == 202, started.text
             view = _wait_done(client)
-            time.sleep(0.3)  # requests on the new model too
+            during = len(statuses)
+            _wait_for(lambda: len(statuses) >= during + 8)  # and goes on on the new model
         finally:
             stop.set()
             for worker in workers:
