@@ -58,12 +58,15 @@ def test_a_model_is_activated_under_load_without_a_failed_request(
         statuses: list[int] = []
         stop = threading.Event()
 
+        ends = time.monotonic() + 300  # bounded in time: it outlasts the change
+
         def load(worker: int) -> None:
             n = 0
-            while not stop.is_set() and n < 400:  # bounded
+            while not stop.is_set() and time.monotonic() < ends:
                 text = QUESTIONS[n % len(QUESTIONS)] if n % 3 else f"New question {worker}-{n}?"
                 statuses.append(client.post("/v1/chat/completions", json=chat(text)).status_code)
                 n += 1
+                time.sleep(0.02)  # paced: steady traffic, not a saturated loop
 
         workers = [threading.Thread(target=load, args=(w,)) for w in range(4)]
         for worker in workers:
