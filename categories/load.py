@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from categories.policy import Policy, PolicySet
@@ -106,9 +107,17 @@ class UpstreamLoad:
 class LoadMonitor:
     """Use from one event loop (or one thread): no locking."""
 
-    def __init__(self, settings: LoadSettings = LoadSettings()) -> None:
+    def __init__(
+        self,
+        settings: LoadSettings = LoadSettings(),
+        per_model: Mapping[str, LoadSettings] | None = None,
+    ) -> None:
         self.settings = settings
+        self._per_model = dict(per_model or {})  # a model's own capacity and SLO
         self._models: dict[str, _Model] = {}
+
+    def settings_of(self, model: str) -> LoadSettings:
+        return self._per_model.get(model, self.settings)
 
     def _model(self, name: str) -> _Model:
         return self._models.setdefault(name, _Model())
@@ -134,33 +143,44 @@ class LoadMonitor:
             state.errors.append(at)
             return  # a failed request's latency says little about service time
         sample = latency_s * 1000
-        alpha = self.settings.ewma_alpha
-        previous = self._decayed(state, at)
+        alpha = self.settings_of(model).ewma_alpha
+        previous = self._decayed(state, at, self.settings_of(model))
         state.latency_ms = sample if previous is None else alpha * sample + (1 - alpha) * previous
         state.latency_at = at
 
-    def _decayed(self, state: _Model, now: float) -> float | None:
+    def _decayed(self, state: _Model, now: float, settings: LoadSettings) -> float | None:
         """The latency EWMA, fading toward the SLO when no sample arrives (half-life: window),
         so that a model nobody is sent to stops looking slow."""
         if state.latency_ms is None:
             return None
         age = max(0.0, now - state.latency_at)
-        fade = math.pow(0.5, age / self.settings.error_window_s)
-        slo = self.settings.latency_slo_ms
+        fade = math.pow(0.5, age / settings.error_window_s)
+        slo = settings.latency_slo_ms
         return slo + (state.latency_ms - slo) * fade if state.latency_ms > slo else state.latency_ms
 
     def load(self, model: str, now: float | None = None) -> float:
+        """The load that adapts thresholds and TTLs: 0 when adaptation is off."""
         if not self.settings.enabled:
             return 0.0
+        return self.pressure(model, now)
+
+    def full(self, model: str) -> bool:
+        """Whether the model has as many requests in flight as it takes."""
+        state = self._models.get(model)
+        return state is not None and state.inflight >= self.settings_of(model).max_inflight
+
+    def pressure(self, model: str, now: float | None = None) -> float:
+        """The model's load in [0, 1] from in-flight requests, latency and errors (whether
+        or not adaptation is on: routing weighs it too)."""
         at = time.monotonic() if now is None else now
         state = self._models.get(model)
         if state is None:
             return 0.0
-        s = self.settings
+        s = self.settings_of(model)
         while state.errors and state.errors[0] <= at - s.error_window_s:
             state.errors.popleft()
         inflight = (state.inflight / s.max_inflight - s.inflight_knee) / (1 - s.inflight_knee)
-        latency = self._decayed(state, at)
+        latency = self._decayed(state, at, s)
         slow = (latency / s.latency_slo_ms - 1.0) if latency is not None else 0.0
         errors = len(state.errors) / s.errors_at_full
         return min(1.0, max(0.0, inflight, slow, errors))
@@ -174,7 +194,7 @@ class LoadMonitor:
                 UpstreamLoad(
                     name,
                     state.inflight,
-                    self._decayed(state, at),
+                    self._decayed(state, at, self.settings_of(name)),
                     len(state.errors),
                     state.requests,
                     load,

@@ -23,6 +23,9 @@ from categories.rules import Rule, RuleError
 
 DEFAULT = "default"
 EVICTIONS = ("lru", "lfu", "fifo")
+ROUTE_PREFERENCES = ("auto", "large", "small")
+MAX_EXAMPLES = 8
+MAX_EXAMPLE_TOKENS = 32_768
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -42,6 +45,14 @@ class Policy:
     threshold_floor: float = 0.93  # the lowest threshold full load may bring
     ttl_ceiling_seconds: float = 7 * 24 * 3600  # the longest TTL full load may bring
     guard: bool = True  # reject candidates differing in negation, numbers or entities
+    # In-context examples for the small model of a route (`gateway.cache.examples`): entries
+    # at least this similar (and below the hit threshold), within the budget, at most k_max.
+    examples: bool = True
+    example_floor: float = 0.6
+    example_budget_tokens: int = 1024
+    example_k_max: int = 2
+    # Which member of a route a miss goes to: auto (the router decides), large or small.
+    route: str = "auto"
     rules: tuple[str, ...] = ()  # regular expressions (case-insensitive) that claim a prompt
     prototypes: tuple[str, ...] = ()  # example prompts: the nearest one claims a prompt
     description: str = ""
@@ -65,6 +76,19 @@ class Policy:
             f"{where}.eviction must be one of {', '.join(EVICTIONS)}, not {self.eviction!r}",
         )
         _require(self.max_temperature >= 0, f"{where}.max_temperature must not be negative")
+        _require(-1.0 < self.example_floor <= 1.0, f"{where}.example_floor must be a cosine")
+        _require(
+            0 <= self.example_budget_tokens <= MAX_EXAMPLE_TOKENS,
+            f"{where}.example_budget_tokens must be from 0 to {MAX_EXAMPLE_TOKENS}",
+        )
+        _require(
+            0 <= self.example_k_max <= MAX_EXAMPLES,
+            f"{where}.example_k_max must be from 0 to {MAX_EXAMPLES}",
+        )
+        _require(
+            self.route in ROUTE_PREFERENCES,
+            f"{where}.route must be one of {', '.join(ROUTE_PREFERENCES)}, not {self.route!r}",
+        )
         for i, rule in enumerate(self.rules):
             try:
                 Rule(rule)

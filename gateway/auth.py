@@ -29,6 +29,7 @@ class Caller:
     tenant: str
     namespace: str
     upstream_key: str | None  # the caller's own key, when configured to be used upstream
+    route_header: bool = True  # may choose a route's member with `x-gateway-route`
 
 
 def load_salt(settings: TenantSettings, env: dict[str, str] | None = None) -> bytes:
@@ -77,14 +78,17 @@ class Tenancy:
                     "letters, digits, '.', '_', '-' or '/'"
                 )
             namespace = namespace_header
+        allowed = self._settings.route_header
         if key is None:
-            return Caller(ANONYMOUS, namespace, None)
+            return Caller(ANONYMOUS, namespace, None, allowed)
         digest = hashlib.sha256(key.encode()).hexdigest()
         for virtual in self._settings.virtual_keys:
             if hmac.compare_digest(virtual.key_sha256.lower(), digest):
                 joined = "/".join(p for p in (virtual.namespace, namespace) if p)
-                return Caller(virtual.tenant, joined, self._upstream(key))
-        return Caller(self.tenant_of(key), namespace, self._upstream(key))
+                if virtual.route_header is not None:
+                    allowed = virtual.route_header
+                return Caller(virtual.tenant, joined, self._upstream(key), allowed)
+        return Caller(self.tenant_of(key), namespace, self._upstream(key), allowed)
 
 
 class AdminAuth:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from federated.arguments import add_arguments as add_train_arguments
+from gateway.refine.command import add_arguments as add_refine_arguments
 from gateway.replay.command import add_arguments as add_replay_arguments
 from gateway.settings import Settings, SettingsError
 
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     add_replay_arguments(replay)
 
     commands.add_parser("migrate", help="apply pending schema migrations to the store")
+
+    refine = commands.add_parser(
+        "refine", help="replay large-model misses on the small model to learn example utility"
+    )
+    add_refine_arguments(refine)
 
     export_pairs = commands.add_parser(
         "export-pairs", help="feedback verdicts as labelled pairs, one file per tenant"
@@ -108,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from federated.train import command
 
         return command(args)
+    if args.command == "refine":
+        from gateway.refine.command import command as refine_command
+
+        return refine_command(args, settings)
     if args.command == "demo":
         from gateway.demo import run_demo
 

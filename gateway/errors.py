@@ -3,6 +3,7 @@
     GatewayError                 500 server_error
     ├── InvalidRequest           400 invalid_request_error (malformed JSON, wrong types)
     ├── Unauthorized             401 authentication_error
+    ├── PermissionDenied         403 permission_error (a header this key may not send)
     ├── ModelNotFound            404 invalid_request_error, code model_not_found
     ├── NotFound                 404 invalid_request_error, code not_found (admin objects)
     ├── RequestTimeout           408 invalid_request_error (the body did not arrive in time)
@@ -59,6 +60,12 @@ class Unauthorized(GatewayError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
 
 
 class ModelNotFound(GatewayError):

@@ -79,6 +79,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.routes = Counter(
+            "gateway_routed",
+            "Misses of a route by the member that answered and why.",
+            ("category", "model", "route", "reason"),
+            registry=self.registry,
+        )
+        self.routing_saved = Counter(
+            "gateway_routing_saved_cost_usd",
+            "Money saved by answering a route's misses with its small member (USD).",
+            labels,
+            registry=self.registry,
+        )
+        self.examples = Counter(
+            "gateway_examples_given",
+            "In-context examples given to a small member.",
+            labels,
+            registry=self.registry,
+        )
+
     def observe(self, event: dict[str, Any]) -> None:
         category, model, outcome = event["category"], event["requested_model"], event["outcome"]
         self.requests.labels(category, model, outcome).inc()
@@ -95,6 +114,13 @@ class Metrics:
             self.misses.labels(category, model).inc()
         elif outcome == "bypass":
             self.bypasses.labels(event["bypass_reason"] or "unknown").inc()
+        if event.get("route"):
+            self.routes.labels(category, model, event["route"], event["route_reason"]).inc()
+            self.routing_saved.labels(category, model).inc(
+                max(0.0, event["routing_saved_usd"] or 0.0)
+            )
+            if event["examples"]:
+                self.examples.labels(category, model).inc(len(event["examples"].split(",")))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

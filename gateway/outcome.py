@@ -39,6 +39,13 @@ class Outcome:
     prompt: str | None = None  # kept for semantic hits only (feedback makes it a label)
     nearest: float | None = None  # on misses: the most similar entry seen, below threshold
     bypass_reason: str | None = None  # why a bypass was neither looked up nor stored
+    tier: str = ""  # the tier of the model that answered a miss: small or large
+    route_reason: str | None = None  # why a route's miss went to that member
+    examples: tuple[int, ...] = ()  # the in-context examples given (entry ids)
+    # Routed to the small member: the large one, whose price at the same tokens is the
+    # baseline of what routing saved.
+    baseline: ModelSettings | None = None
+    routing_saved_usd: float | None = None
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -58,7 +65,13 @@ class Outcome:
         if self.kind == "bypass" and self.bypass_reason:
             headers["x-cache-bypass"] = self.bypass_reason
         if self.model:
-            headers["x-gateway-route"] = self.model
+            headers["x-gateway-model"] = self.model
+            headers["x-gateway-route"] = self.tier
+            if self.route_reason:
+                headers["x-gateway-route-reason"] = self.route_reason
+        if self.examples:
+            ids = ",".join(str(i) for i in self.examples)
+            headers["x-cache-examples"] = f"count={len(self.examples)}; ids={ids}"
         return headers
 
 
@@ -67,6 +80,11 @@ def account(outcome: Outcome, model: ModelSettings, usage: dict[str, Any] | None
     outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
     outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
     outcome.cost_usd = price(model.litellm_model, outcome.prompt_tokens, outcome.completion_tokens)
+    if outcome.baseline is not None:  # what the large member would have cost, same tokens
+        large = price(
+            outcome.baseline.litellm_model, outcome.prompt_tokens, outcome.completion_tokens
+        )
+        outcome.routing_saved_usd = large - outcome.cost_usd
 
 
 class Recorder:
@@ -96,6 +114,10 @@ class Recorder:
             requested_model=outcome.requested_model,
             bypass_reason=outcome.bypass_reason,
             request_id=outcome.request_id or None,
+            route=outcome.tier if outcome.route_reason else None,
+            route_reason=outcome.route_reason,
+            examples=",".join(str(i) for i in outcome.examples) or None,
+            routing_saved_usd=outcome.routing_saved_usd,
             upstream_ms=outcome.upstream_ms,
             response_id=outcome.response_id,
             prompt=outcome.prompt,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from categories.classifier import Classifier
-from categories.load import LoadMonitor
+from categories.load import LoadMonitor, LoadSettings
 from categories.policy import PolicySet
 from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Embedder
@@ -27,14 +27,22 @@ from gateway.errors import GatewayError
 from gateway.model_change import ModelChanger, check_choice
 from gateway.observe import Metrics
 from gateway.outcome import Recorder
-from gateway.settings import ModelSettings, Settings, calibration_of
+from gateway.routing import Route, build_routes
+from gateway.settings import ModelSettings, RouteSettings, Settings, calibration_of
 from gateway.store import open_store
 from gateway.store.active_model import active_model
 from gateway.store.events import EventWriter, journal_dir
 from gateway.store.journal import Journal
 from gateway.store.overrides import with_overrides
 from gateway.store.queries import Store
-from gateway.upstream import SIMULATED_PREFIX, Router, SimulatedUpstream, Upstream, load_litellm
+from gateway.upstream import (
+    SIMULATED_PREFIX,
+    SIMULATED_PROFILES,
+    SimulatedUpstream,
+    Upstream,
+    Upstreams,
+    load_litellm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +70,10 @@ class Gateway:
     embedder: Embedder
     cache: SemanticCache
     batcher: MicroBatcher
-    router: Router
+    upstreams: Upstreams
     tenancy: Tenancy
     models: dict[str, ModelSettings]
+    routes: dict[str, Route]  # names whose misses go to a small or a large model
     events: EventWriter
     # The classifier and the policies in force, replaced as one object when an operator
     # changes a policy: a request that reads it once sees one consistent snapshot.
@@ -87,9 +96,21 @@ class Gateway:
 
 
 SIMULATED_MODELS = (
-    ModelSettings(name="gpt-4o-mini", litellm_model=f"{SIMULATED_PREFIX}gpt-4o-mini"),
-    ModelSettings(name="gpt-4o", litellm_model=f"{SIMULATED_PREFIX}gpt-4o", tier="large"),
+    ModelSettings(
+        name="gpt-4o-mini",
+        litellm_model=f"{SIMULATED_PREFIX}gpt-4o-mini",
+        max_inflight=SIMULATED_PROFILES["gpt-4o-mini"].capacity,
+        latency_slo_ms=1000,
+    ),
+    ModelSettings(
+        name="gpt-4o",
+        litellm_model=f"{SIMULATED_PREFIX}gpt-4o",
+        tier="large",
+        max_inflight=SIMULATED_PROFILES["gpt-4o"].capacity,
+        latency_slo_ms=2000,
+    ),
 )
+SIMULATED_ROUTES = (RouteSettings(name="auto", small="gpt-4o-mini", large="gpt-4o"),)
 
 
 @contextlib.asynccontextmanager
@@ -121,6 +142,7 @@ async def running(
         else settings.policies_for(calibration_of(choice, compressed=settings.embedding.compress))
     )
     models = settings.models or SIMULATED_MODELS
+    routes = settings.routes if settings.models else SIMULATED_ROUTES
     if not settings.models:
         logger.warning(
             "no upstream models configured: serving the built-in simulated "
@@ -153,12 +175,15 @@ async def running(
         embedder=model,
         cache=cache,
         batcher=batcher,
-        router=Router(simulated=simulated or SimulatedUpstream(), real=upstream),
+        upstreams=Upstreams(
+            simulated=simulated or SimulatedUpstream(profiles=SIMULATED_PROFILES), real=upstream
+        ),
         events=events,
         tenancy=Tenancy(settings.tenants, salt or load_salt(settings.tenants)),
         models={m.name: m for m in models},
+        routes=build_routes(routes, {m.name: m for m in models}),
         classifier=classifier,
-        load=LoadMonitor(settings.adaptation),
+        load=LoadMonitor(settings.adaptation, _capacities(settings.adaptation, models)),
         metrics=metrics,
         admin=AdminAuth(settings.admin),
         recorder=Recorder(events, metrics, log_prompts=settings.server.log_prompts),
@@ -177,6 +202,22 @@ async def running(
         await loop.run_in_executor(executor, cache.save_indexes)
         store.engine.dispose()
         executor.shutdown(wait=True)
+
+
+def _capacities(
+    adaptation: LoadSettings, models: tuple[ModelSettings, ...]
+) -> dict[str, LoadSettings]:
+    """Each model's load settings: `[adaptation]` with the model's own capacity and SLO."""
+    own = {}
+    for model in models:
+        changes: dict[str, Any] = {}
+        if model.max_inflight is not None:
+            changes["max_inflight"] = model.max_inflight
+        if model.latency_slo_ms is not None:
+            changes["latency_slo_ms"] = model.latency_slo_ms
+        if changes:
+            own[model.name] = replace(adaptation, **changes)
+    return own
 
 
 def _classifier(policies: PolicySet, model: Embedder) -> Classifier:

@@ -188,9 +188,21 @@ class ModelSettings:
     # Request parameters beyond the OpenAI API's that clients may send to this model (for
     # example a provider's `top_k`). Transport, credential and pricing options never pass.
     allow_params: tuple[str, ...] = ()
+    # This model's capacity and latency objective for load (else `[adaptation]`'s).
+    max_inflight: int | None = None
+    latency_slo_ms: float | None = None
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "models.name must not be empty")
+        _check(
+            self.max_inflight is None or self.max_inflight >= 1,
+            f"models.max_inflight must be at least 1 (model {self.name!r})",
+        )
+        _check(
+            self.latency_slo_ms is None
+            or (math.isfinite(self.latency_slo_ms) and self.latency_slo_ms > 0),
+            f"models.latency_slo_ms must be positive (model {self.name!r})",
+        )
         for name in self.allow_params:
             _check(
                 valid_extra(name),
@@ -199,6 +211,34 @@ class ModelSettings:
         _check(
             self.tier in ("small", "large"),
             f"models.tier must be small or large (model {self.name!r})",
+        )
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    """A name clients ask for that routes each miss to a `small` or a `large` model (names of
+    `[[models]]`), by load, the examples found, the category and the price (`gateway.routing`).
+    """
+
+    name: str
+    small: str
+    large: str
+    # The estimated share of acceptable small answers needed to send a miss to the small
+    # model while the large one is idle, and when it is full (linear between).
+    quality_bar: float = 0.75
+    quality_floor: float = 0.3
+    # The small model's acceptable share without examples (`bench/incontext.py` measures it).
+    small_quality: float = 0.3
+
+    def __post_init__(self) -> None:
+        where = f"routes[{self.name!r}]"
+        _check(bool(self.name), "routes.name must not be empty")
+        for name in ("quality_bar", "quality_floor", "small_quality"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, f"{where}.{name} must be in [0, 1]")
+        _check(
+            self.quality_floor <= self.quality_bar,
+            f"{where}.quality_floor must not exceed quality_bar",
         )
 
 
@@ -225,6 +265,7 @@ class VirtualKey:
     key_sha256: str
     tenant: str
     namespace: str = ""
+    route_header: bool | None = None  # None: as `[tenants] route_header`
 
 
 @dataclass(frozen=True)
@@ -233,6 +274,8 @@ class TenantSettings:
     require_key: bool = False
     pass_through_key: bool = False  # send the caller's key upstream instead of the configured
     virtual_keys: tuple[VirtualKey, ...] = ()
+    # Callers may choose a route's member with `x-gateway-route` (a virtual key may differ).
+    route_header: bool = True
 
 
 @dataclass(frozen=True)
@@ -244,6 +287,7 @@ class Settings:
     cache: CacheSettings = CacheSettings()
     tenants: TenantSettings = TenantSettings()
     models: tuple[ModelSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
     adaptation: LoadSettings = LoadSettings()
     admin: AdminSettings = AdminSettings()
     policies: PolicySet = field(default_factory=lambda: _default_policies())
@@ -330,7 +374,7 @@ def _sources(raw: Any, env: Mapping[str, str], base: Path) -> PolicySources:
 
 
 def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:
-    unknown = set(raw) - set(_SECTIONS) - {"models", "categories"}
+    unknown = set(raw) - set(_SECTIONS) - {"models", "routes", "categories"}
     if unknown:
         raise SettingsError(f"unknown section(s): {', '.join(sorted(unknown))}")
     sections: dict[str, Any] = {}
@@ -359,6 +403,7 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:
     names = [m.name for m in built]
     if len(names) != len(set(names)):
         raise SettingsError("models: each name must be unique")
+    routes = _routes(raw.get("routes", []), {m.name: m for m in built})
     embedding = sections["embedding"]
     if embedding.model not in (TRAINED, BASE):
         embedding = dataclasses.replace(
@@ -367,7 +412,33 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:
         sections["embedding"] = embedding
     sources = _sources(raw.get("categories", {}), env, base)
     policies = sources.load(embedding.calibration())
-    return Settings(models=built, policies=policies, policy_sources=sources, **sections)
+    return Settings(
+        models=built, routes=routes, policies=policies, policy_sources=sources, **sections
+    )
+
+
+def _routes(raw: Any, models: Mapping[str, ModelSettings]) -> tuple[RouteSettings, ...]:
+    """`[[routes]]`: each names a small and a large model of `[[models]]`, by tier."""
+    if not isinstance(raw, list):
+        raise SettingsError("routes must be an array of tables ([[routes]])")
+    routes = tuple(_make(RouteSettings, r, f"routes[{i}]") for i, r in enumerate(raw))
+    names = [r.name for r in routes]
+    _check(len(names) == len(set(names)), "routes: each name must be unique")
+    for route in routes:
+        _check(
+            route.name not in models,
+            f"routes[{route.name!r}]: a model has that name; clients must name one or the other",
+        )
+        for member in ("small", "large"):
+            name = getattr(route, member)
+            model = models.get(name)
+            _check(model is not None, f"routes[{route.name!r}].{member}: no model named {name!r}")
+            assert model is not None
+            _check(
+                model.tier == member,
+                f"routes[{route.name!r}].{member}: model {name!r} has tier {model.tier!r}",
+            )
+    return routes
 
 
 def _make(kind: type[Any], table: Any, where: str) -> Any:

@@ -4,6 +4,7 @@ simulated model when none is configured. The only place foreign errors are trans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -177,18 +178,47 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 @dataclass(frozen=True)
 class SimulationProfile:
-    """Latency of the simulated model: time to first token plus time per output token."""
+    """Latency of the simulated model: time to first token plus time per output token, and
+    how many requests it serves at once (the rest wait their turn, as on a real server)."""
 
     first_token_s: float = 0.25
     per_token_s: float = 0.004
+    capacity: int | None = None  # None: unbounded
+
+
+# The built-in pair: a small model, fast and roomy; a large one, slower and with a quarter
+# of the capacity (the default route `auto` sends misses between them).
+SIMULATED_PROFILES = {
+    "gpt-4o-mini": SimulationProfile(first_token_s=0.15, per_token_s=0.003, capacity=64),
+    "gpt-4o": SimulationProfile(first_token_s=0.4, per_token_s=0.008, capacity=16),
+}
 
 
 class SimulatedUpstream:
     """A deterministic stand-in for a real model: the same prompt gets the same answer,
-    with realistic token counts and latency. Its responses name it: `simulated/<model>`."""
+    with realistic token counts and latency. Its responses name it: `simulated/<model>`.
+    A model of `profiles` (by name, without the prefix) has its own latency and capacity."""
 
-    def __init__(self, profile: SimulationProfile = SimulationProfile()) -> None:
+    def __init__(
+        self,
+        profile: SimulationProfile = SimulationProfile(),
+        profiles: dict[str, SimulationProfile] | None = None,
+    ) -> None:
         self.profile = profile
+        self.profiles = dict(profiles or {})
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    def _profile(self, model: ModelSettings) -> SimulationProfile:
+        return self.profiles.get(model.litellm_model.removeprefix(SIMULATED_PREFIX), self.profile)
+
+    def _slot(self, model: ModelSettings) -> contextlib.AbstractAsyncContextManager[Any]:
+        profile = self._profile(model)
+        if profile.capacity is None:
+            return contextlib.nullcontext()
+        name = model.litellm_model
+        if name not in self._slots:
+            self._slots[name] = asyncio.Semaphore(profile.capacity)
+        return self._slots[name]
 
     def _answer(self, body: dict[str, Any]) -> tuple[str, int]:
         messages = body.get("messages", [])
@@ -209,9 +239,9 @@ class SimulatedUpstream:
     ) -> dict[str, Any]:
         text, prompt_tokens = self._answer(body)
         completion_tokens = len(text.split())
-        await asyncio.sleep(
-            self.profile.first_token_s + self.profile.per_token_s * completion_tokens
-        )
+        profile = self._profile(model)
+        async with self._slot(model):
+            await asyncio.sleep(profile.first_token_s + profile.per_token_s * completion_tokens)
         return {
             "id": f"chatcmpl-sim-{uuid.uuid4().hex[:20]}",
             "object": "chat.completion",
@@ -242,12 +272,17 @@ class SimulatedUpstream:
             "created": int(time.time()),
             "model": model.litellm_model,
         }
-        await asyncio.sleep(self.profile.first_token_s)
-        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
-        for i, word in enumerate(words):
-            await asyncio.sleep(self.profile.per_token_s)
-            piece = word if i == 0 else " " + word
-            yield {**base, "choices": [{"index": 0, "delta": {"content": piece}}]}
+        profile = self._profile(model)
+        async with self._slot(model):
+            await asyncio.sleep(profile.first_token_s)
+            yield {
+                **base,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+            }
+            for i, word in enumerate(words):
+                await asyncio.sleep(profile.per_token_s)
+                piece = word if i == 0 else " " + word
+                yield {**base, "choices": [{"index": 0, "delta": {"content": piece}}]}
         yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         yield {
             **base,
@@ -260,7 +295,7 @@ class SimulatedUpstream:
         }
 
 
-class Router:
+class Upstreams:
     """Sends each model to its upstream: simulated models to the simulator, others to LiteLLM."""
 
     def __init__(self, *, simulated: Upstream | None = None, real: Upstream | None = None) -> None:

@@ -24,6 +24,7 @@ from gateway.admin.common import (
     query,
     text,
 )
+from gateway.cache.examples import utility
 from gateway.errors import InvalidRequest, NotFound
 from gateway.store.entries import EntryFilter, entries_by_id, page_of_entries
 from gateway.store.models import CacheEntry
@@ -51,6 +52,13 @@ def _view(row: CacheEntry, *, full: bool = False) -> dict[str, Any]:
         "upstream_model": row.upstream_model,
         "demoted": row.demoted_at is not None,
         "embedding_model": row.embedding_model,
+        "answered_tier": row.answered_tier,
+        "example": {  # as an in-context example: judged uses and the utility they give
+            "helped": row.example_good,
+            "did_not_help": row.example_bad,
+            "utility": utility(row.example_good, row.example_bad),
+            "retired": row.example_retired,
+        },
     }
     if full:
         view["request"] = json.loads(row.request_json)

@@ -1,11 +1,14 @@
 """`POST /admin/feedback`: a served hit judged right or wrong, by an operator (admin token)
 or by the tenant it was served to (their own key). A wrong hit demotes the entry: it leaves
 the index, so no paraphrase is served it again; its own exact request still is. Either way
-the pair (prompt, cached prompt, verdict) is kept as labelled data."""
+the pair (prompt, cached prompt, verdict) is kept as labelled data. A verdict on an answer a
+route's small model made with in-context examples also counts as one use of each example
+that helped (right) or did not (wrong): the utility the router and the selection weigh."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from starlette.requests import Request
@@ -14,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from gateway.admin.common import gateway, integer, json_object, text
 from gateway.auth import AdminAuth, Tenancy
 from gateway.errors import InvalidRequest, NotFound, Unauthorized
+from gateway.store.entries import credit_examples
 from gateway.store.feedback import add_feedback, find_served
 
 MAX_NOTE = 4096
@@ -58,6 +62,14 @@ async def feedback(request: Request) -> Response:
     demoted = False
     if not correct:
         demoted = await gw.cache.demote(served.entry_id, time.time())
+    credited = 0
+    if served.examples:  # an answer made with in-context examples: their utility learns
+        credited = await loop.run_in_executor(
+            None,
+            functools.partial(
+                credit_examples, store, served.tenant, served.examples, helped=correct
+            ),
+        )
     return JSONResponse(
         {
             "object": "feedback",
@@ -65,6 +77,7 @@ async def feedback(request: Request) -> Response:
             "entry_id": served.entry_id,
             "verdict": verdict,
             "demoted": demoted,
+            "examples_credited": credited,
         },
         status_code=201,
     )

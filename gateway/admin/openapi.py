@@ -8,7 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from categories.policy import EVICTIONS
+from categories import policy as policies_module
+from categories.policy import EVICTIONS, MAX_EXAMPLE_TOKENS, ROUTE_PREFERENCES
 from gateway.admin.common import MAX_ID, MAX_PAGE, MAX_TEXT, admin
 from gateway.admin.entries import MAX_Q
 from gateway.admin.feedback import MAX_NOTE, MAX_RESPONSE_ID
@@ -114,6 +115,11 @@ POLICY = {
         "eviction": {"enum": list(EVICTIONS)},
         "max_temperature": {"type": "number", "minimum": 0},
         "guard": {"type": "boolean"},
+        "examples": {"type": "boolean"},
+        "example_floor": COSINE,
+        "example_budget_tokens": {"type": "integer", "minimum": 0, "maximum": MAX_EXAMPLE_TOKENS},
+        "example_k_max": {"type": "integer", "minimum": 0, "maximum": policies_module.MAX_EXAMPLES},
+        "route": {"enum": list(ROUTE_PREFERENCES)},
         "rules": EXAMPLES,
         "prototypes": EXAMPLES,
         "description": {"type": "string", "maxLength": MAX_EXAMPLE_CHARS},

@@ -17,6 +17,7 @@ import numpy as np
 
 from categories.load import Acceptance
 from embeddings.protocol import Embedder, Vectors, embed_all
+from gateway.cache.examples import Example, answer_text, utility
 from gateway.cache.guard import check
 from gateway.cache.keys import RequestKey
 from gateway.index.hnsw import HnswIndex, Neighbor
@@ -47,6 +48,17 @@ class Hit:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+
+
+@dataclass(frozen=True)
+class Semantic:
+    """What the semantic tier found: the hit (if any), the candidates the guard turned down,
+    the best similarity seen, and the near entries that may serve as in-context examples."""
+
+    hit: Hit | None
+    rejected: list[Rejection]
+    nearest: float | None
+    near: list[Example]
 
 
 @dataclass(frozen=True)
@@ -131,14 +143,17 @@ class SemanticCache:
         top_k: int,
         now: float,
         model_id: str,
-    ) -> tuple[Hit | None, list[Rejection], float | None]:
+        near_floor: float | None = None,
+    ) -> Semantic:
         """Search the index of every category in `accept` (the query's own and the others
         it may be served from) and return the most similar candidate that clears its
         category's acceptance, matches model and context, is live and passes the guard;
-        with the rejections and the best similarity seen (served or not). A vector of another
-        model than the indexes' (the model changed while it was made) finds nothing."""
+        with the rejections and the best similarity seen (served or not). With `near_floor`,
+        the candidates from it up to their category's threshold that may be in-context
+        examples come too, fetched in the same trip. A vector of another model than the
+        indexes' (the model changed while it was made) finds nothing."""
         if model_id != self.model_id:
-            return None, [], None
+            return Semantic(None, [], None, [])
         if self._known is None:
             self._known = set(await self._run(self.store.partitions))
         wanted = [(c, Partition(tenant, namespace, c)) for c in accept]
@@ -148,12 +163,17 @@ class SemanticCache:
             # Search and row fetch in one trip to the worker thread.
             found = [(c, n) for c, index in indexes for n in index.search(vector, top_k)]
             nearest = max((n.similarity for _, n in found), default=None)
-            above = [(c, n) for c, n in found if n.similarity >= accept[c].threshold]
-            above.sort(key=lambda pair: -pair[1].similarity)
-            ids = [n.entry_id for _, n in above]
-            return above, entries_by_id(self.store, ids) if above else {}, nearest
+            floor = min((a.threshold for a in accept.values()), default=1.0)
+            if near_floor is not None:
+                floor = min(floor, near_floor)
+            close = [(c, n) for c, n in found if n.similarity >= floor]
+            close.sort(key=lambda pair: -pair[1].similarity)
+            ids = [n.entry_id for _, n in close]
+            return close, entries_by_id(self.store, ids) if close else {}, nearest
 
-        above, rows, nearest = await self._run(candidates)
+        close, rows, nearest = await self._run(candidates)
+        above = [(c, n) for c, n in close if n.similarity >= accept[c].threshold]
+        near = [] if near_floor is None else _examples(close, rows, accept, near_floor, now)
         rejected: list[Rejection] = []
         for category, neighbor in above:
             row = rows.get(neighbor.entry_id)
@@ -168,8 +188,8 @@ class SemanticCache:
                 if not verdict.ok:
                     rejected.append(Rejection(row.id, neighbor.similarity, verdict.reason))
                     continue
-            return _hit(row, neighbor.similarity, "semantic"), rejected, nearest
-        return None, rejected, nearest
+            return Semantic(_hit(row, neighbor.similarity, "semantic"), rejected, nearest, [])
+        return Semantic(None, rejected, nearest, near)
 
     async def put(self, new: NewEntry) -> int:
         """Commit the entry, then index it: nothing is indexed that is not durable. An entry
@@ -331,6 +351,30 @@ class SemanticCache:
             return
         for partition, index in self._indexes.items():
             index.save(index_file(self.index_dir, partition))
+
+
+def _examples(
+    close: list[tuple[str, Neighbor]],
+    rows: Mapping[int, CacheEntry],
+    accept: Mapping[str, Acceptance],
+    floor: float,
+    now: float,
+) -> list[Example]:
+    """The live, unretired large-model answers from `floor` up to their category's threshold."""
+    near = []
+    for category, neighbor in close:
+        row = rows.get(neighbor.entry_id)
+        if not floor <= neighbor.similarity < accept[category].threshold or row is None:
+            continue
+        if row.answered_tier != "large" or row.example_retired:
+            continue
+        if row.expires_at is not None and row.expires_at <= now:
+            continue
+        answer = answer_text(row.response_json)
+        if answer is not None:
+            quality = utility(row.example_good, row.example_bad)
+            near.append(Example(row.id, neighbor.similarity, quality, row.text, answer))
+    return near
 
 
 def _hit(row: CacheEntry, similarity: float, tier: str) -> Hit:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -17,6 +17,7 @@ from categories.load import Effective, acceptance, adapt
 from categories.policy import DEFAULT, Policy, PolicySet
 from embeddings.protocol import Vectors
 from gateway.auth import Caller
+from gateway.cache.examples import Example, ExampleLimits, choose, with_examples
 from gateway.cache.keys import RequestKey, parse_chat
 from gateway.cache.semantic import Hit, SemanticCache
 from gateway.errors import GatewayError, InvalidRequest
@@ -26,6 +27,7 @@ from gateway.http.sse import hit_body, hit_stream
 from gateway.middleware import request_id
 from gateway.outcome import Outcome, Recorder, account
 from gateway.params import requested_model
+from gateway.routing import ROUTE_HEADER, Route, decide, routed, wanted
 from gateway.runtime import Gateway
 from gateway.settings import ModelSettings
 from gateway.store.events import HitUpdate
@@ -65,6 +67,7 @@ class Lookup:
     hit: Hit | None = None
     bypass: str | None = None  # why the request is neither looked up nor stored
     nearest: float | None = None  # the best similarity the semantic tier saw
+    near: list[Example] = field(default_factory=list)  # in-context example candidates
 
 
 async def chat_completions(request: Request) -> Response:
@@ -74,19 +77,38 @@ async def chat_completions(request: Request) -> Response:
         request.headers.get("authorization"), request.headers.get("x-cache-namespace")
     )
     no_cache, no_store, ttl = _cache_control(request)
+    choice = wanted(request.headers.get(ROUTE_HEADER), allowed=caller.route_header)
     server = gw.settings.server
     body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
-    model = requested_model(gw.models, body)
+    route = routed(gw.routes, body)
+    model = route.large if route is not None else requested_model(gw.models, body)
     key = parse_chat(
-        body, cache_tools=gw.settings.cache.cache_tools, extra_params=model.allow_params
+        body,
+        cache_tools=gw.settings.cache.cache_tools,
+        extra_params=route.allow_params if route is not None else model.allow_params,
     )
     body = {"model": key.model, "messages": body["messages"], **key.params}  # all that goes on
     outcome = Outcome(
-        caller, key.model, started, request_id=request_id(request), model=model.litellm_model
+        caller,
+        key.model,
+        started,
+        request_id=request_id(request),
+        model=model.litellm_model,
+        tier=model.tier,
     )
     now = time.time()
     classifier = gw.classifier  # one snapshot of the policies for the whole request
-    found = await _lookup(gw, classifier, request, key, caller, model, now, lookup=not no_cache)
+    found = await _lookup(
+        gw,
+        classifier,
+        request,
+        key,
+        caller,
+        model,
+        now,
+        lookup=not no_cache,
+        examples=route is not None and choice != "large",
+    )
     outcome.classification = found.classification
     outcome.threshold = found.effective.threshold if found.effective else None
     outcome.nearest = found.nearest
@@ -95,6 +117,9 @@ async def chat_completions(request: Request) -> Response:
     if found.bypass is not None or no_cache:
         outcome.kind = "bypass"
         outcome.bypass_reason = found.bypass or "no_cache"
+    upstream_body = body
+    if route is not None:
+        model, upstream_body = _route(gw, route, choice, found, key, body, outcome)
     store = None
     if found.vector is not None and found.effective is not None and not no_store:
         partition = Partition(caller.tenant, caller.namespace, found.policy.name)
@@ -107,14 +132,15 @@ async def chat_completions(request: Request) -> Response:
             found.model_id,
             ttl or found.effective.ttl_seconds,
             found.policy,
+            model.tier,
         )
         shared = await store.follow(model.timeout_s)
         if shared is not None:
             return _serve_shared(gw.recorder, shared, key, model, outcome)
     try:
         if key.stream:
-            return await stream_miss(gw, model, body, key, outcome, store)
-        return await json_miss(gw, model, body, key, outcome, store)
+            return await stream_miss(gw, model, upstream_body, key, outcome, store)
+        return await json_miss(gw, model, upstream_body, key, outcome, store)
     except GatewayError:
         outcome.kind = "error"
         gw.recorder.record(outcome)
@@ -131,6 +157,7 @@ async def _lookup(
     now: float,
     *,
     lookup: bool,
+    examples: bool,
 ) -> Lookup:
     """Classify, then the exact tier, then embed and the semantic tier. Fails open: an error
     or the deadline leaves the request a bypass (no hit, no store)."""
@@ -158,10 +185,11 @@ async def _lookup(
                 return Lookup(classification, policy, bypass=refused)
             effective = adapt(policy, gw.load.load(model.name))
             found = Lookup(classification, policy, effective, vector, batcher.model_id)
-            if lookup:
-                found.hit = await _semantic(
-                    gw.cache, gw.settings.cache.top_k, policies, caller, key, found, now
-                )
+            if lookup or examples:
+                await _semantic(
+                    gw.cache, gw.settings.cache.top_k, policies, caller, key, found, now,
+                    hits=lookup, examples=examples,
+                )  # fmt: skip
             return found
     except Exception as exc:
         timeout = isinstance(exc, TimeoutError)
@@ -181,9 +209,16 @@ async def _semantic(
     key: RequestKey,
     found: Lookup,
     now: float,
-) -> Hit | None:
+    *,
+    hits: bool,
+    examples: bool,
+) -> None:
+    """The semantic tier: a hit (when `hits`), and the in-context example candidates (when
+    `examples` and the category gives them), from one search."""
     assert found.vector is not None and found.effective is not None
-    hit, rejected, found.nearest = await cache.lookup_semantic(
+    policy = found.policy
+    near = examples and policy.examples and policy.example_k_max > 0
+    semantic = await cache.lookup_semantic(
         caller.tenant,
         caller.namespace,
         key,
@@ -192,15 +227,51 @@ async def _semantic(
         top_k=top_k,
         now=now,
         model_id=found.model_id,
+        near_floor=policy.example_floor if near else None,
     )
-    for rejection in rejected:
+    found.nearest, found.near = semantic.nearest, semantic.near
+    if hits:
+        found.hit = semantic.hit
+    for rejection in semantic.rejected:
         logger.info(
             "guard rejected entry %d at %.3f: %s",
             rejection.entry_id,
             rejection.similarity,
             rejection.reason,
         )
-    return hit
+
+
+def _route(
+    gw: Gateway,
+    route: Route,
+    choice: str,
+    found: Lookup,
+    key: RequestKey,
+    body: dict[str, Any],
+    outcome: Outcome,
+) -> tuple[ModelSettings, dict[str, Any]]:
+    """The member a route's miss goes to, and the body it is sent (with the examples)."""
+    policy = found.policy
+    threshold = found.effective.threshold if found.effective else policy.threshold
+    limits = ExampleLimits(
+        policy.examples, policy.example_floor, policy.example_budget_tokens, policy.example_k_max
+    )
+    given = choose(found.near, limits, threshold=threshold, query=key.text, guard=policy.guard)
+    decision = decide(
+        route, choice=choice, policy=policy, examples=given, threshold=threshold, load=gw.load
+    )
+    model = route.member(decision.member)
+    outcome.model, outcome.tier, outcome.route_reason = (
+        model.litellm_model,
+        model.tier,
+        decision.reason,
+    )
+    outcome.examples = tuple(e.entry_id for e in decision.examples)
+    if decision.member == "small":
+        outcome.baseline = route.large
+    if not decision.examples:
+        return model, body
+    return model, {**body, "messages": with_examples(body["messages"], list(decision.examples))}
 
 
 def _serve_hit(

@@ -9,22 +9,26 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.errors import ModelNotFound
 from gateway.runtime import Gateway
-from gateway.settings import ModelSettings
 
 
-def _model_card(model: ModelSettings) -> dict[str, Any]:
-    return {"id": model.name, "object": "model", "created": 0, "owned_by": "gateway"}
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "gateway"}
+
+
+def _names(gw: Gateway) -> list[str]:
+    """The models clients may name: configured models, then routes."""
+    return [*gw.models, *gw.routes]
 
 
 async def list_models(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    return JSONResponse({"object": "list", "data": [_model_card(m) for m in gw.models.values()]})
+    return JSONResponse({"object": "list", "data": [_model_card(n) for n in _names(gw)]})
 
 
 async def get_model(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    model = gw.models.get(request.path_params["model"])
-    if model is None:
+    model = request.path_params["model"]
+    if model not in _names(gw):
         raise ModelNotFound(
             f"the model {request.path_params['model']!r} does not exist", param="model"
         )

@@ -41,6 +41,7 @@ class Storer:
     model_id: str  # of the model that made `vector`
     ttl: float
     policy: Policy
+    tier: str  # of the model answering: only large answers become in-context examples
     _lead: asyncio.Future[dict[str, Any] | None] | None = None
 
     @property
@@ -101,6 +102,7 @@ class Storer:
                 completion_tokens=outcome.completion_tokens,
                 cost_usd=outcome.cost_usd,
                 upstream_model=outcome.model,
+                answered_tier=self.tier,
             )
         )
         evicted = await self.gw.cache.enforce_quota(
@@ -142,7 +144,7 @@ async def json_miss(
     completion: dict[str, Any] | None = None
     try:
         with _upstream_call(gw.load, model, outcome):
-            completion = await gw.router.for_model(model).complete(
+            completion = await gw.upstreams.for_model(model).complete(
                 model, body, outcome.caller.upstream_key
             )
         outcome.response_id = completion.get("id")
@@ -191,7 +193,7 @@ async def stream_miss(
     A stored answer is committed before `[DONE]` is sent. Whatever ends the request (the
     end, an error, the client leaving, even before the first byte), `_Relay.close` runs once
     and releases the load count, the upstream stream and the coalescing leadership."""
-    upstream = gw.router.for_model(model).stream(model, body, outcome.caller.upstream_key)
+    upstream = gw.upstreams.for_model(model).stream(model, body, outcome.caller.upstream_key)
     relay = _Relay(gw, model, key, outcome, store, upstream)
     try:
         await relay.start()

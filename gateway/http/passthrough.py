@@ -19,6 +19,7 @@ from gateway.http.body import read_json
 from gateway.middleware import request_id
 from gateway.outcome import Outcome, account
 from gateway.params import COMPLETIONS, EMBEDDINGS, Check, check, requested_model
+from gateway.routing import routed
 from gateway.upstream import SIMULATED_PREFIX, load_litellm, translate
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ def passthrough(route: Mapping[str, Check | None]) -> Callable[[Handler], RouteH
             caller = gw.tenancy.identify(request.headers.get("authorization"), None)
             server = gw.settings.server
             body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
-            model = requested_model(gw.models, body)
+            chosen = routed(gw.routes, body)  # a route's name: its large member answers
+            model = chosen.large if chosen is not None else requested_model(gw.models, body)
             params = check(body, route, extra=model.allow_params)
             key = caller.upstream_key
             if key is None and model.api_key_env:
@@ -64,7 +66,7 @@ def passthrough(route: Mapping[str, Check | None]) -> Callable[[Handler], RouteH
             outcome = Outcome(caller, model.name, started, request_id=request_id(request))
             outcome.kind, outcome.bypass_reason = "bypass", "passthrough"
             outcome.classification = Classification("none", "default")
-            outcome.model = model.litellm_model
+            outcome.model, outcome.tier = model.litellm_model, model.tier
             try:
                 result = await handler(Call(gw, model, body, params, key))
             except GatewayError:
@@ -146,7 +148,7 @@ async def completions(call: Call) -> dict[str, Any]:
         raise InvalidRequest("streaming is supported on /v1/chat/completions only", param="stream")
     if model.litellm_model.startswith(SIMULATED_PREFIX):
         text = " ".join(prompts)
-        chat = await call.gw.router.for_model(model).complete(
+        chat = await call.gw.upstreams.for_model(model).complete(
             model, {"messages": [{"role": "user", "content": text}]}, call.key
         )
         result: dict[str, Any] = {

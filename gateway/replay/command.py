@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", type=Path, help="use this configuration (and its store)")
     parser.add_argument("--model", default="gpt-4o-mini", help="price simulated answers as this")
+    parser.add_argument(
+        "--route-small",
+        metavar="MODEL",
+        help="route misses between --model (large) and this small model (simulated upstream)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--html", type=Path, help="write a self-contained page with charts here")
     parser.add_argument("--threshold-sweep", action="store_true", help="also sweep one threshold")
@@ -61,6 +66,9 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
         err.print("gateway: --limit and --speed must not be negative")
         return 2
     live = args.upstream == "live"
+    if args.route_small and live:
+        err.print("gateway: --route-small is for the simulated upstream; live runs use [[routes]]")
+        return 2
     try:
         workload = load(args.workload, model=args.model, limit=args.limit, strict=args.strict)
     except WorkloadError as exc:
@@ -94,7 +102,7 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
     models = {str(r.body.get("model")) for r in workload.requests}
     embedder = load_serving(settings.embedding.options())
     began = time.perf_counter()
-    with replay_settings(config, models, args.model, live) as replayed, Progress(
+    with replay_settings(config, models, args.model, live, args.route_small) as replayed, Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=err, transient=True,
     ) as bar:  # fmt: skip

@@ -163,6 +163,27 @@ def figures(
             "threshold": _median([r.threshold for r in results if r.threshold is not None]),
         },
         "threshold_sweep": sweep,
+        "routing": _routing(misses),
+    }
+
+
+def _routing(misses: list[Result]) -> dict[str, Any] | None:
+    """What routing the misses did and saved: None when no request named a route."""
+    routed = [r for r in misses if r.route is not None]
+    if not routed:
+        return None
+    small = [r for r in routed if r.route == "small"]
+    saved = sum(r.routing_saved_usd or 0.0 for r in small)
+    spent = sum(r.cost_usd for r in routed)
+    return {
+        "misses": len(routed),
+        "routed_small": len(small),
+        "routed_large": len(routed) - len(small),
+        "offloaded_share": round(len(small) / len(routed), 4),
+        "with_examples": sum(1 for r in small if r.examples),
+        "cost_usd": round(spent, 6),
+        "cost_all_large_usd": round(spent + saved, 6),
+        "routing_saved_usd": round(saved, 6),
     }
 
 

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from embeddings.protocol import Embedder
 from gateway.app import create_app
 from gateway.replay.workload import Request, Workload
-from gateway.settings import ModelSettings, Settings, StoreSettings
+from gateway.settings import ModelSettings, RouteSettings, Settings, StoreSettings
 from gateway.upstream import SIMULATED_PREFIX, SimulatedUpstream, SimulationProfile
 
 # The simulated upstream answers at once; its latency is modelled, not slept.
@@ -40,25 +40,38 @@ class Result:
     latency_ms: float  # the gateway's, end to end
     upstream_ms: float | None  # misses: modelled (simulated) or measured (live)
     waited_ms: float = 0.0  # time the gateway actually waited on the upstream
+    route: str | None = None  # misses of a route: the member that answered (small, large)
+    examples: int = 0  # in-context examples the small member was given
+    routing_saved_usd: float | None = None  # the large member's price less the small's
 
 
 @contextmanager
 def replay_settings(
-    config: Settings | None, models: set[str], model: str, live: bool
+    config: Settings | None, models: set[str], model: str, live: bool, small: str | None = None
 ) -> Iterator[Settings]:
     """The configured settings, or defaults with a temporary store; with the simulated
-    upstream, every model the workload names is answered by it and priced as `model`."""
+    upstream, every model the workload names is answered by it and priced as `model`. With
+    `small`, every such name is a route instead: its large member priced as `model`, its small
+    one as `small`, so the replay shows what routing misses would have saved."""
     settings = config or Settings.from_dict({}, {})
     with tempfile.TemporaryDirectory(prefix="gateway-replay-") as folder:
         if config is None:
             store = StoreSettings(url=f"sqlite:///{Path(folder) / 'replay.db'}")
             settings = replace(settings, store=store)
-        if not live:
+        if not live and small is None:
             simulated = tuple(
                 ModelSettings(name=name, litellm_model=f"{SIMULATED_PREFIX}{model}")
                 for name in sorted(models)
             )
-            settings = replace(settings, models=simulated)
+            settings = replace(settings, models=simulated, routes=())
+        elif not live:
+            members, routes = [], []
+            for name in sorted(models):
+                large, little = f"{name}@large", f"{name}@small"
+                members.append(ModelSettings(large, f"{SIMULATED_PREFIX}{model}", tier="large"))
+                members.append(ModelSettings(little, f"{SIMULATED_PREFIX}{small}"))
+                routes.append(RouteSettings(name=name, small=little, large=large))
+            settings = replace(settings, models=tuple(members), routes=tuple(routes))
         yield settings
 
 
@@ -105,10 +118,11 @@ def run(
         store = gateway.cache.store
         rows = store.event_costs()
         size = store.count_entries()
-    for response_id, entry_id, upstream_ms, cost, prompt_tokens, completion_tokens in rows:
+    for response_id, entry_id, upstream_ms, cost, prompt_tokens, completion_tokens, saved in rows:
         matched = by_response.get(response_id) if response_id else None
         if matched is None:
             continue
+        matched.routing_saved_usd = saved
         matched.entry_id = entry_id
         matched.cost_usd = cost
         matched.prompt_tokens, matched.completion_tokens = prompt_tokens, completion_tokens
@@ -151,6 +165,7 @@ def _result(request: Request, response: Any, latency: float) -> Result:
         outcome = f"hit_{headers.get('x-cache-tier', 'semantic')}"
     similarity = headers.get("x-cache-similarity") or headers.get("x-cache-nearest")
     threshold = headers.get("x-cache-threshold")
+    examples = headers.get("x-cache-examples", "")
     return Result(
         request=request,
         status=response.status_code,
@@ -164,4 +179,6 @@ def _result(request: Request, response: Any, latency: float) -> Result:
         cost_usd=0.0,
         latency_ms=latency,
         upstream_ms=None,
+        route=headers.get("x-gateway-route") if headers.get("x-gateway-route-reason") else None,
+        examples=int(examples.split(";")[0].removeprefix("count=")) if examples else 0,
     )

@@ -54,6 +54,21 @@ def show(figures: dict[str, Any], console: Console) -> None:
         ("upstream latency p50 / p95", _pair(latency["upstream"])),
         ("replay time", f"{figures['duration_s']:.1f} s"),
     ]
+    routing = figures.get("routing")
+    if routing:
+        rows += [
+            (
+                "misses routed small / large",
+                f"{routing['routed_small']} / {routing['routed_large']} "
+                f"({_share(routing['offloaded_share'])} offloaded, "
+                f"{routing['with_examples']} with examples)",
+            ),
+            (
+                "money saved by routing",
+                f"{_money(routing['routing_saved_usd'])} of "
+                f"{_money(routing['cost_all_large_usd'])}",
+            ),
+        ]
     if workload["labelled"]:
         rows += [
             ("false hits", str(figures["false_hits"])),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, select, update
 
 from gateway.store.models import CacheEntry
 from gateway.store.queries import Store
@@ -115,3 +115,49 @@ def demote_entry(store: Store, entry_id: int, now: float) -> Removed | None:
             return None
         row.demoted_at = row.demoted_at or now
         return (row.id, row.tenant, row.namespace, row.category)
+
+
+def credit_examples(
+    store: Store, tenant: str, ids: Iterable[int], *, helped: bool, weight: float = 1.0
+) -> int:
+    """One judged use of in-context examples (the tenant's own): `weight` more uses that
+    helped, or that did not. Returns how many entries it reached."""
+    column = CacheEntry.example_good if helped else CacheEntry.example_bad
+    query = (
+        update(CacheEntry)
+        .where(CacheEntry.id.in_(list(ids)), CacheEntry.tenant == tenant)
+        .values({column: column + weight})
+    )
+    with store.session() as session, session.begin():
+        result = session.execute(query)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def large_answers(store: Store, now: float, tenant: str | None = None) -> list[int]:
+    """Ids of the live, undemoted entries a large model answered: `gateway refine` samples
+    them."""
+    query = select(CacheEntry.id).where(
+        CacheEntry.answered_tier == "large",
+        CacheEntry.demoted_at.is_(None),
+        (CacheEntry.expires_at.is_(None)) | (CacheEntry.expires_at > now),
+    )
+    if tenant is not None:
+        query = query.where(CacheEntry.tenant == tenant)
+    with store.session() as session:
+        return list(session.scalars(query.order_by(CacheEntry.id)))
+
+
+def retire_examples(store: Store, *, after_uses: float) -> int:
+    """Retire the examples judged at least `after_uses` times that never helped."""
+    query = (
+        update(CacheEntry)
+        .where(
+            CacheEntry.example_retired.is_(False),
+            CacheEntry.example_good == 0,
+            CacheEntry.example_bad >= after_uses,
+        )
+        .values(example_retired=True)
+    )
+    with store.session() as session, session.begin():
+        result = session.execute(query)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ class Served:
     response_id: str | None
     prompt: str | None
     similarity: float | None
+    examples: tuple[int, ...] = ()  # the in-context examples the answer was made with
 
 
 def find_served(store: Store, entry_id: int | None, response_id: str | None) -> Served | None:
@@ -40,6 +41,13 @@ def find_served(store: Store, entry_id: int | None, response_id: str | None) -> 
         row = session.get(CacheEntry, entry_id)
         if row is None:
             return None
+        # The examples the entry's answer was made with: on the miss that stored it.
+        examples = session.scalars(
+            select(RequestEvent.examples)
+            .where(RequestEvent.entry_id == row.id, RequestEvent.examples.is_not(None))
+            .order_by(RequestEvent.id)
+            .limit(1)
+        ).first()
         return Served(
             row.id,
             row.tenant,
@@ -48,7 +56,12 @@ def find_served(store: Store, entry_id: int | None, response_id: str | None) -> 
             response_id,
             event.prompt if event is not None else None,
             event.similarity if event is not None else None,
+            _ids(examples),
         )
+
+
+def _ids(examples: str | None) -> tuple[int, ...]:
+    return tuple(int(i) for i in (examples or "").split(",") if i.strip().isdigit())
 
 
 def add_feedback(store: Store, served: Served, correct: bool, source: str, note: str) -> int:

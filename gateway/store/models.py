@@ -11,6 +11,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,6 +57,13 @@ class CacheEntry(Base):
     upstream_model: Mapped[str] = mapped_column(String(128), default="")
     # Marked wrong through feedback: out of the index (no semantic hits), exact hits only.
     demoted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The tier of the model that answered: only large answers become in-context examples.
+    answered_tier: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    # As an in-context example: judged uses that helped and did not (its utility), and
+    # retired by `gateway refine` when it never helps.
+    example_good: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    example_bad: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    example_retired: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_cache_entries_partition", "tenant", "namespace", "category", "id"),
@@ -94,10 +102,17 @@ class RequestEvent(Base):
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     bypass_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Misses of a route: the member that answered (small or large), why, the in-context
+    # examples given (entry ids, comma-separated) and what the small member saved.
+    route: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    route_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    examples: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    routing_saved_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_request_events_ts", "ts"),
         Index("ix_request_events_response_id", "response_id"),
+        Index("ix_request_events_entry_id", "entry_id"),
     )
 
 

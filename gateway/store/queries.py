@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,7 @@ class NewEntry:
     cost_usd: float = 0.0
     upstream_model: str = ""
     request_hash: str = ""
+    answered_tier: str = ""  # small or large: the tier of the model that answered
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class NewEvent:
     prompt: str | None = None
     bypass_reason: str | None = None
     request_id: str | None = None
+    route: str | None = None
+    route_reason: str | None = None
+    examples: str | None = None
+    routing_saved_usd: float | None = None
 
 
 def encode_vector(vector: FloatArray) -> bytes:
@@ -106,6 +112,7 @@ class Store:
             completion_tokens=new.completion_tokens,
             cost_usd=new.cost_usd,
             upstream_model=new.upstream_model,
+            answered_tier=new.answered_tier,
         )
         with self._session.begin() as session:
             session.add(row)
@@ -186,9 +193,9 @@ class Store:
                     )
                 )
 
-    def event_costs(self) -> list[tuple[str | None, int | None, float | None, float, int, int]]:
-        """(response id, entry id, upstream ms, cost, prompt and completion tokens) of every
-        event: what `gateway replay` joins its answers with."""
+    def event_costs(self) -> list[tuple[Any, ...]]:
+        """(response id, entry id, upstream ms, cost, prompt and completion tokens, routing
+        saved) of every event: what `gateway replay` joins its answers with."""
         columns = (
             RequestEvent.response_id,
             RequestEvent.entry_id,
@@ -196,9 +203,10 @@ class Store:
             RequestEvent.cost_usd,
             RequestEvent.prompt_tokens,
             RequestEvent.completion_tokens,
+            RequestEvent.routing_saved_usd,
         )
         with self._session() as session:
-            return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in session.execute(select(*columns))]
+            return [tuple(r) for r in session.execute(select(*columns))]
 
     def count_entries(self) -> int:
         with self._session() as session:

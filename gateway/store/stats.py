@@ -9,6 +9,7 @@ query returns more than a few rows per group whatever the traffic.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
@@ -90,8 +91,46 @@ def _false_hits(store: Store, key: Key, since: float, until: float) -> dict[Any,
         return {group: int(count) for group, count in session.execute(query)}
 
 
+def _routing(store: Store, key: Key, window: list[ColumnElement[bool]]) -> dict[Any, Routing]:
+    """Per group: a route's misses by the member that answered, and what the small saved."""
+    keys = [] if key is None else [key]
+    sums = (func.count(), func.sum(func.coalesce(RequestEvent.routing_saved_usd, 0.0)))
+    query = (
+        select(*keys, RequestEvent.route, *sums)
+        .where(*window, RequestEvent.route.is_not(None))
+        .group_by(*keys, RequestEvent.route)
+    )
+    found: dict[Any, Routing] = defaultdict(Routing)
+    with store.session() as session:
+        for row in session.execute(query):
+            group, route, count, saved = (TOTAL, *row) if key is None else tuple(row)
+            found[group].members[str(route)] = int(count)
+            found[group].saved += float(saved or 0.0)
+    return found
+
+
+@dataclass
+class Routing:
+    members: dict[str, int] = field(default_factory=dict)
+    saved: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        small, large = self.members.get("small", 0), self.members.get("large", 0)
+        return {
+            "routed_small": small,
+            "routed_large": large,
+            "offloaded_share": small / (small + large) if small + large else 0.0,
+            "routing_saved_usd": round(self.saved, 6),
+        }
+
+
 def _summary(
-    outcomes: dict[str, int], tokens: int, cost: float, added: dict[str, float], false: int
+    outcomes: dict[str, int],
+    tokens: int,
+    cost: float,
+    added: dict[str, float],
+    false: int,
+    routing: Routing | None = None,
 ) -> dict[str, Any]:
     requests = sum(outcomes.values())
     hits = sum(n for kind, n in outcomes.items() if kind.startswith("hit"))
@@ -109,6 +148,7 @@ def _summary(
         "cost_saved_usd": round(cost, 6),
         "added_latency_ms": {name: added.get(name) for name in QUANTILES},
         "false_hits": false,
+        "routing": (routing or Routing()).summary(),
     }
 
 
@@ -131,11 +171,12 @@ def _grouped(
         cost[group] += float(saved_cost or 0.0)
     added = _percentiles(store, key, window)
     false = _false_hits(store, false_key, since, until) if with_false else {}
+    routing = _routing(store, key, window)
     groups = set(outcomes) | {group for group, count in false.items() if count}
     return {
         group: _summary(
             outcomes.get(group, {}), tokens[group], cost[group], added.get(group, {}),
-            false.get(group, 0),
+            false.get(group, 0), routing.get(group),
         )
         for group in groups
     }  # fmt: skip

@@ -55,9 +55,10 @@ def _entry(text: str, vector: np.ndarray, model_id: str) -> NewEntry:
 
 
 async def _lookup(cache: SemanticCache, text: str, vector: np.ndarray, model_id: str) -> int | None:
-    hit, _, _ = await cache.lookup_semantic(
+    found = await cache.lookup_semantic(
         "acme", "", _key(text), vector, accept=ACCEPT, top_k=4, now=time.time(), model_id=model_id
     )
+    hit = found.hit
     return hit.entry_id if hit is not None else None
 
 

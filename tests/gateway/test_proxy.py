@@ -351,12 +351,18 @@ def test_simulated_upstream_is_the_default(make_app: AppFactory, upstream: FakeU
         assert {m["id"] for m in client.get("/v1/models").json()["data"]} == {
             "gpt-4o-mini",
             "gpt-4o",
+            "auto",  # the simulated route between them
         }
         first = client.post("/v1/chat/completions", json=chat("Tell me about HNSW"))
         assert first.json()["model"] == "simulated/gpt-4o-mini"
         assert first.json()["usage"]["completion_tokens"] > 0
         again = client.post("/v1/chat/completions", json=chat("Tell me about HNSW"))
         assert again.json()["choices"] == first.json()["choices"]
+        routed = client.post(
+            "/v1/chat/completions", json={**chat("What is a B-tree?"), "model": "auto"}
+        )
+        assert routed.headers["x-gateway-route"] in ("small", "large")
+        assert routed.headers["x-gateway-model"].startswith("simulated/")
     assert upstream.calls == []
 
 

@@ -73,6 +73,7 @@ def test_chat_workload_with_labels_and_malformed_lines(
         assert key in figures, key
     assert figures["cache_size"] == 3
     assert figures["cost_saved_usd"] > 0 and figures["tokens_saved"] > 0
+    assert figures["routing"] is None  # no route named
     assert main(["replay", str(path), "--strict"]) == 2
     assert "work.jsonl:2" in capsys.readouterr().err
 
@@ -213,3 +214,37 @@ def test_live_upstream_needs_confirmation(
     no_models = env / "none.toml"
     no_models.write_text("")
     assert main(["replay", str(path), "--config", str(no_models), "--upstream", "live"]) == 2
+
+
+def test_route_small_shows_what_routing_misses_saves(env: Path) -> None:
+    path = write(
+        env / "work.jsonl",
+        [
+            chat("q1", "How do I reverse a list in Python?"),
+            chat("q2", "What is the capital of Peru?"),
+            chat("q3", "How do I reverse a list in Python?", "q1"),
+        ],
+    )
+    args = ["--model", "gpt-4o", "--route-small", "gpt-4o-mini"]
+    code, plain = replay(str(path), *args, str(env / "plain.json"))
+    assert code == 0
+    routing = plain["routing"]
+    assert routing["misses"] == plain["misses"] == 2
+    assert routing["routed_small"] + routing["routed_large"] == 2
+    assert routing["cost_all_large_usd"] >= routing["cost_usd"]
+
+    config = env / "gateway.toml"
+    names = ("code", "math", "creative", "time_sensitive", "sensitive", "conversation",
+             "factual", "default")  # fmt: skip
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{env / "small.db"}"\n'
+        + "".join(f'[categories.{n}]\nroute = "small"\n' for n in names)
+    )
+    code, small = replay(str(path), *args, "--config", str(config), str(env / "small.json"))
+    assert code == 0
+    routing = small["routing"]
+    assert (routing["routed_small"], routing["offloaded_share"]) == (2, 1.0)
+    assert routing["routing_saved_usd"] > 0
+    assert routing["cost_all_large_usd"] == pytest.approx(
+        routing["cost_usd"] + routing["routing_saved_usd"], abs=1e-6
+    )

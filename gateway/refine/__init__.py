@@ -1,0 +1,1 @@
+"""Offline refinement of in-context examples (`gateway refine`)."""
