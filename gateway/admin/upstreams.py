@@ -7,11 +7,13 @@ from starlette.responses import JSONResponse, Response
 
 from categories.load import adapt
 from gateway.admin.common import admin, gateway
+from gateway.routing import bar
 
 
 @admin
 async def upstreams(request: Request) -> Response:
-    """Per configured model: its load signal and the thresholds and TTLs it produces."""
+    """Per configured model: its load signal and the thresholds and TTLs it produces; per
+    route: its members, the load of the large one and the bar a small answer must reach now."""
     gw = gateway(request)
     seen = {load.model: load for load in gw.load.snapshot()}
     data = []
@@ -29,6 +31,8 @@ async def upstreams(request: Request) -> Response:
                 "latency_ewma_ms": load.latency_ewma_ms if load else None,
                 "recent_errors": load.recent_errors if load else 0,
                 "load": level,
+                "pressure": gw.load.pressure(name),
+                "full": gw.load.full(name),
                 "effective": {
                     policy.name: {
                         "threshold": adapt(policy, level).threshold,
@@ -39,7 +43,22 @@ async def upstreams(request: Request) -> Response:
                 },
             }
         )
-    return JSONResponse({"object": "list", "data": data, "has_more": False, "next_after": None})
+    routes = [
+        {
+            "object": "route",
+            "name": route.name,
+            "small": route.small.name,
+            "large": route.large.name,
+            "small_cheaper": route.small_cheaper,
+            "large_pressure": gw.load.pressure(route.large.name),
+            "bar": bar(route, gw.load.pressure(route.large.name)),
+            "small_quality": route.settings.small_quality,
+        }
+        for route in gw.routes.values()
+    ]
+    return JSONResponse(
+        {"object": "list", "data": data, "routes": routes, "has_more": False, "next_after": None}
+    )
 
 
 async def metrics(request: Request) -> Response:

@@ -47,13 +47,17 @@ def _app(
 
 
 def ask(
-    client: TestClient, text: str, *, route: str | None = None, headers: dict[str, str] = ALICE
+    client: TestClient,
+    text: str,
+    *,
+    route: str | None = None,
+    headers: dict[str, str] = ALICE,
+    stream: bool = False,
 ) -> Any:
     extra = {"x-cache-category": "default", **({"x-gateway-route": route} if route else {})}
+    body = {"model": "auto", "messages": [SYSTEM, {"role": "user", "content": text}]}
     response = client.post(
-        "/v1/chat/completions",
-        json={"model": "auto", "messages": [SYSTEM, {"role": "user", "content": text}]},
-        headers={**headers, **extra},
+        "/v1/chat/completions", json={**body, "stream": stream}, headers={**headers, **extra}
     )
     assert response.status_code == 200, response.text
     return response
@@ -246,6 +250,10 @@ def test_routes_are_listed_and_single_models_still_answer_as_configured(
     with _app(make_fast_app, upstream) as client:
         names = [m["id"] for m in client.get("/v1/models").json()["data"]]
         assert names == ["mini", "big", "auto"]
+        (route,) = client.get("/admin/upstreams", headers=ADMIN).json()["routes"]
+        assert (route["name"], route["small"], route["large"]) == ("auto", "mini", "big")
+        assert route["small_cheaper"] is True  # gpt-4o-mini costs less per token than gpt-4o
+        assert route["bar"] == pytest.approx(0.75) and route["large_pressure"] == 0.0
         assert client.get("/v1/models/auto").status_code == 200
         direct = client.post(
             "/v1/chat/completions",
@@ -255,3 +263,21 @@ def test_routes_are_listed_and_single_models_still_answer_as_configured(
         assert direct.headers["x-gateway-route"] == "large"
         assert "x-gateway-route-reason" not in direct.headers
         assert upstream.calls[-1]["model"] == "gpt-4o"
+
+
+def test_a_streamed_miss_gets_its_examples_too(
+    make_fast_app: AppFactory, upstream: FakeUpstream
+) -> None:
+    with _app(make_fast_app, upstream) as client:
+        ask(client, LIST, route="large", stream=True)
+        upstream.calls.clear()
+        response = ask(client, STRING, route="small", stream=True)
+        assert "data: [DONE]" in response.text
+        assert response.headers["x-cache-examples"].startswith("count=1; ")
+        (sent,) = upstream.calls
+        assert sent["stream"] is True and sent["model"] == "gpt-4o-mini"
+        assert [m["content"] for m in sent["messages"]] == [
+            SYSTEM["content"], LIST, answer_for(LIST), STRING,
+        ]  # fmt: skip
+        (event,) = [e for e in request_events(client) if e.route == "small"]
+        assert event.routing_saved_usd is not None and event.routing_saved_usd > 0
