@@ -269,7 +269,7 @@ def test_a_streamed_miss_gets_its_examples_too(
     make_fast_app: AppFactory, upstream: FakeUpstream
 ) -> None:
     with _app(make_fast_app, upstream) as client:
-        ask(client, LIST, route="large", stream=True)
+        ask(client, LIST, route="large")
         upstream.calls.clear()
         response = ask(client, STRING, route="small", stream=True)
         assert "data: [DONE]" in response.text
