@@ -17,8 +17,11 @@ gateway's own (`gateway.routing.decide`, `LoadMonitor` with each model's capacit
 upstream serves its capacity at once and queues the rest; a request is "sent into a full
 upstream" when it arrives while that upstream is full. Costs are LiteLLM's prices of
 gpt-4o-mini and gpt-4o for the trace's tokens (examples add prompt tokens). The quality
-column is the router's own estimate of acceptable small answers (its model, calibrated by
-bench/incontext.py on a real small model), not a measurement.
+column is the router's own estimate of acceptable small answers, not a measurement: with the
+route's default qualities (assumed for a capable small model such as gpt-4o-mini), and, when
+`bench/results/incontext.json` exists, again with the qualities bench/incontext.py measured
+for a real small model (SmolLM2-135M, on the policy's dataset): what the same router does
+with a weak small model.
 
 A second part times what examples add to a miss in the gateway itself: the semantic lookup
 of `SemanticCache` on a SQLite store with and without fetching example candidates, plus the
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import heapq
 import json
 import tempfile
@@ -44,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
+    RESULTS,
     add_cache_dir,
     embed_cached,
     percentiles,
@@ -70,6 +75,22 @@ LARGE = ModelSettings(name="large", litellm_model="gpt-4o", tier="large")
 # Service time: first token plus per output token; the small model is ~3x faster.
 SERVICE = {"small": (0.15, 0.006), "large": (0.4, 0.02)}
 STRATEGIES = ("always-large", "always-small", "load-only", "with-examples")
+DATASETS = {"code": "code"}  # the incontext.json set whose qualities a category's run uses
+
+
+def measured(route: Route, category: str) -> Route | None:
+    """The route with the small-model qualities bench/incontext.py measured, if it ran."""
+    path = RESULTS / "incontext.json"
+    if not path.exists():
+        return None
+    results = json.loads(path.read_text())["results"]
+    acceptable = results[DATASETS.get(category, "all")]["acceptable"]
+    settings = dataclasses.replace(
+        route.settings,
+        small_quality=acceptable["none"],
+        small_quality_examples=acceptable["examples"],
+    )
+    return dataclasses.replace(route, settings=settings)
 
 
 def arrivals(path: Path, limit: int) -> list[tuple[float, int, int]]:
@@ -208,8 +229,7 @@ def simulate(
             run.small += 1
             run.loaded_small += loaded
             run.with_examples += bool(given)
-            prior = route.settings.small_quality
-            run.quality.append(estimate(prior, given, policy.example_floor, threshold))
+            run.quality.append(estimate(route.settings, given, policy.example_floor, threshold))
         else:
             run.large += 1
     return run
@@ -311,6 +331,12 @@ def main() -> None:
         f"{policy.example_k_max}, budget {policy.example_budget_tokens} tokens)"
     )
     runs = {s: simulate(s, trace, prompts, vectors, policy, route, capacities) for s in STRATEGIES}
+    weak = measured(route, policy.name)
+    if weak is not None:
+        for strategy in ("load-only", "with-examples"):
+            runs[f"{strategy} (SmolLM2 qualities)"] = simulate(
+                strategy, trace, prompts, vectors, policy, weak, capacities
+            )
     baseline = runs["always-large"].cost
     results = {name: run.summary(baseline) for name, run in runs.items()}
     rows = []
@@ -347,6 +373,7 @@ def main() -> None:
             "policy": policy.to_dict() | {"rules": len(policy.rules),
                                           "prototypes": len(policy.prototypes)},
             "route": vars(route.settings),
+            "route_measured_qualities": vars(weak.settings) if weak is not None else None,
             "strategies": results,
             "example_latency": latency,
         },

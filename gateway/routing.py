@@ -5,11 +5,13 @@ examples from the cache, or the small one alone (IC-Cache's selector, without it
 model). Its inputs:
 
 - the category's preference (`route` in the policy: auto, large or small);
-- an estimate that the small member answers acceptably: the route's `small_quality` (its
-  measured acceptable share without examples), raised by each example by its learned
-  utility times its relevance, `q = 1 - (1 - small_quality) * prod(1 - u_i * r_i)`, where
-  `r_i` places the example's similarity between the category's example floor (0) and its
-  hit threshold (1);
+- an estimate that the small member answers acceptably, between the route's
+  `small_quality` (its acceptable share without examples) and `small_quality_examples`
+  (with examples of full relevance), by how much the examples carry:
+  `q = small_quality + (small_quality_examples - small_quality) * carried`, with
+  `carried = 1 - prod(1 - min(1, 2 * u_i * r_i))`, where `u_i` is an example's learned
+  utility (0.5 unjudged, so 2u is 1) and `r_i` places its similarity between the category's
+  example floor (0) and its hit threshold (1);
 - the large member's load (`LoadMonitor.pressure`: in-flight against capacity, latency EWMA
   against the SLO, upstream 429/5xx): the bar `q` must reach falls linearly from
   `quality_bar` when the large member is idle to `quality_floor` when it is full;
@@ -101,14 +103,17 @@ class Decision:
     examples: tuple[Example, ...] = field(default=())
 
 
-def estimate(prior: float, examples: list[Example], floor: float, threshold: float) -> float:
+def estimate(
+    settings: RouteSettings, examples: list[Example], floor: float, threshold: float
+) -> float:
     """The estimated chance the small member answers acceptably with these examples."""
     span = max(threshold - floor, 1e-6)
-    missing = 1.0 - prior
+    uncarried = 1.0
     for example in examples:
         relevance = min(1.0, max(0.0, (example.similarity - floor) / span))
-        missing *= 1.0 - example.utility * relevance
-    return 1.0 - missing
+        uncarried *= 1.0 - min(1.0, 2.0 * example.utility * relevance)
+    lift = settings.small_quality_examples - settings.small_quality
+    return settings.small_quality + lift * (1.0 - uncarried)
 
 
 def bar(route: Route, large_load: float) -> float:
@@ -137,7 +142,7 @@ def decide(
         member = policy.route
         return Decision(member, "category", examples=given if member == "small" else ())
     pressure = load.pressure(route.large.name, now)
-    quality = estimate(route.settings.small_quality, examples, policy.example_floor, threshold)
+    quality = estimate(route.settings, examples, policy.example_floor, threshold)
     needed = bar(route, pressure)
     if quality >= needed:
         idle = bar(route, 0.0)

@@ -227,13 +227,16 @@ class RouteSettings:
     # model while the large one is idle, and when it is full (linear between).
     quality_bar: float = 0.75
     quality_floor: float = 0.3
-    # The small model's acceptable share without examples (`bench/incontext.py` measures it).
-    small_quality: float = 0.3
+    # The small model's share of acceptable answers without examples, and with examples of
+    # full relevance. Defaults assume a capable small model (gpt-4o-mini beside gpt-4o);
+    # `bench/incontext.py` measures a real one (SmolLM2-135M: 0.09 without, 0.15 with).
+    small_quality: float = 0.5
+    small_quality_examples: float = 0.8
 
     def __post_init__(self) -> None:
         where = f"routes[{self.name!r}]"
         _check(bool(self.name), "routes.name must not be empty")
-        for name in ("quality_bar", "quality_floor", "small_quality"):
+        for name in ("quality_bar", "quality_floor", "small_quality", "small_quality_examples"):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"{where}.{name} must be in [0, 1]")
         _check(

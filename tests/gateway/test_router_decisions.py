@@ -48,14 +48,19 @@ def route(load: LoadMonitor, examples: list[Example], policy: Policy = POLICY) -
 
 
 def test_the_estimate_grows_with_similarity_utility_and_count() -> None:
-    prior = ROUTE.settings.small_quality
-    assert estimate(prior, [], 0.6, 0.9) == pytest.approx(prior)
-    near, far = example(1, 0.88), example(2, 0.65)
-    assert estimate(prior, [near], 0.6, 0.9) > estimate(prior, [far], 0.6, 0.9) > prior
-    useful = example(1, 0.88, good=8)
-    assert estimate(prior, [useful], 0.6, 0.9) > estimate(prior, [near], 0.6, 0.9)
-    assert estimate(prior, [near, far], 0.6, 0.9) > estimate(prior, [near], 0.6, 0.9)
-    assert estimate(prior, [example(1, 0.5)], 0.6, 0.9) == pytest.approx(prior)  # below floor
+    settings = ROUTE.settings
+    alone, best = settings.small_quality, settings.small_quality_examples
+    assert estimate(settings, [], 0.6, 0.9) == pytest.approx(alone)
+    near, far = example(1, 0.8), example(2, 0.65)
+    assert estimate(settings, [near], 0.6, 0.9) > estimate(settings, [far], 0.6, 0.9) > alone
+    useful = example(1, 0.8, good=8)
+    assert estimate(settings, [useful], 0.6, 0.9) > estimate(settings, [near], 0.6, 0.9)
+    assert estimate(settings, [near, far], 0.6, 0.9) > estimate(settings, [near], 0.6, 0.9)
+    assert estimate(settings, [example(1, 0.5)], 0.6, 0.9) == pytest.approx(alone)  # below floor
+    # never beyond the measured quality with examples, reached at full relevance
+    assert estimate(settings, [example(1, 0.9, good=50)] * 3, 0.6, 0.9) == pytest.approx(best)
+    useless = example(1, 0.89, bad=50)  # judged, and it never helped
+    assert estimate(settings, [useless], 0.6, 0.9) == pytest.approx(alone, abs=0.02)
 
 
 def test_the_bar_falls_as_the_large_model_fills_and_price_sets_the_idle_bar() -> None:
@@ -76,7 +81,7 @@ def test_idle_large_keeps_misses_unless_examples_are_good() -> None:
 
 
 def test_load_on_the_large_model_lowers_the_bar() -> None:
-    some = [example(1, 0.8)]
+    some = [example(1, 0.7)]
     assert route(monitor(large_inflight=1), some)[0] == "large"
     assert route(monitor(large_inflight=3), some) == ("small", "load")
     # full: even the small model alone is acceptable at the floor
