@@ -46,6 +46,7 @@ class Example:
     utility: float
     prompt: str  # the earlier request's last user turn
     answer: str  # the large model's answer to it
+    category: str = ""  # the entry's: a category without examples lends none either
 
     @property
     def score(self) -> float:

@@ -373,7 +373,7 @@ def _examples(
         answer = answer_text(row.response_json)
         if answer is not None:
             quality = utility(row.example_good, row.example_bad)
-            near.append(Example(row.id, neighbor.similarity, quality, row.text, answer))
+            near.append(Example(row.id, neighbor.similarity, quality, row.text, answer, category))
     return near
 
 

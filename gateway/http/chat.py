@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from categories.classifier import Classification, Classifier
-from categories.load import Effective, acceptance, adapt
+from categories.load import Effective, LoadMonitor, acceptance, adapt
 from categories.policy import DEFAULT, Policy, PolicySet
 from embeddings.protocol import Vectors
 from gateway.auth import Caller
@@ -119,7 +119,9 @@ async def chat_completions(request: Request) -> Response:
         outcome.bypass_reason = found.bypass or "no_cache"
     upstream_body = body
     if route is not None:
-        model, upstream_body = _route(gw, route, choice, found, key, body, outcome)
+        model, upstream_body = _route(
+            gw.load, classifier.policies, route, choice, found, key, body, outcome
+        )
     store = None
     if found.vector is not None and found.effective is not None and not no_store:
         partition = Partition(caller.tenant, caller.namespace, found.policy.name)
@@ -242,7 +244,8 @@ async def _semantic(
 
 
 def _route(
-    gw: Gateway,
+    load: LoadMonitor,
+    policies: PolicySet,
     route: Route,
     choice: str,
     found: Lookup,
@@ -256,9 +259,10 @@ def _route(
     limits = ExampleLimits(
         policy.examples, policy.example_floor, policy.example_budget_tokens, policy.example_k_max
     )
-    given = choose(found.near, limits, threshold=threshold, query=key.text, guard=policy.guard)
+    lent = [e for e in found.near if policies.by_name.get(e.category, policy).examples]
+    given = choose(lent, limits, threshold=threshold, query=key.text, guard=policy.guard)
     decision = decide(
-        route, choice=choice, policy=policy, examples=given, threshold=threshold, load=gw.load
+        route, choice=choice, policy=policy, examples=given, threshold=threshold, load=load
     )
     model = route.member(decision.member)
     outcome.model, outcome.tier, outcome.route_reason = (

@@ -281,3 +281,19 @@ def test_a_streamed_miss_gets_its_examples_too(
         ]  # fmt: skip
         (event,) = [e for e in request_events(client) if e.route == "small"]
         assert event.routing_saved_usd is not None and event.routing_saved_usd > 0
+
+
+def test_a_category_without_examples_lends_none_to_another(
+    make_fast_app: AppFactory, upstream: FakeUpstream
+) -> None:
+    with _app(make_fast_app, upstream) as client:
+        for category, text in (("sensitive", LIST), ("factual", STRING)):
+            response = client.post(
+                "/v1/chat/completions",
+                json={"model": "auto", "messages": [SYSTEM, {"role": "user", "content": text}]},
+                headers={**ALICE, "x-cache-category": category, "x-gateway-route": "large"},
+            )
+            assert response.headers["x-cache-category"] == category
+        ids = {e["category"]: e["id"] for e in stored_entries(client)}
+        response = ask(client, TUPLE, route="small")  # default: both entries are near
+        assert response.headers["x-cache-examples"] == f"count=1; ids={ids['factual']}"
