@@ -3,7 +3,8 @@
 EmbeddingError
 ├── ModelIntegrityError   the model file does not match its published SHA-256
 ├── ModelExportError      the ONNX export or quantisation failed
-└── EmbedderClosedError   a request reached a batcher that was shut down
+├── EmbedderClosedError   a request reached a batcher that was shut down
+└── QueueFullError        the batcher's queue is full: fail open now, do not wait
 """
 
 from __future__ import annotations
@@ -22,4 +23,8 @@ class ModelExportError(EmbeddingError):
 
 
 class EmbedderClosedError(EmbeddingError):
+    pass
+
+
+class QueueFullError(EmbeddingError):
     pass

@@ -21,10 +21,13 @@ class EmbedderOptions:
 @dataclass(frozen=True)
 class BatchLimits:
     max_batch: int = 32
-    max_wait: float = 0.002  # seconds
+    max_wait: float = 0.0  # seconds a batch that is not full waits for company (0: none)
+    max_queue: int = 256  # texts waiting; past it a lookup fails open at once
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if self.max_wait < 0:
             raise ValueError("max_wait must not be negative")
+        if self.max_queue < 1:
+            raise ValueError("max_queue must be at least 1")

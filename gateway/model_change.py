@@ -150,7 +150,10 @@ class ModelChanger:
             async with gw.policy_lock:
                 gw.embedder = embedder
                 gw.batcher = MicroBatcher(
-                    embedder, gw.settings.embedding.batch, executor=self._executor
+                    embedder,
+                    gw.settings.embedding.batch,
+                    executor=self._executor,
+                    on_batch=gw.metrics.embedding_batch.observe,
                 )
                 gw.classifier = classifier
                 gw.overridden = overridden

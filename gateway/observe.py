@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 ACCESS_LOGGER = "gateway.access"
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -89,6 +89,22 @@ class Metrics:
             "gateway_routing_saved_cost_usd",
             "Money saved by answering a route's misses with its small member (USD).",
             labels,
+            registry=self.registry,
+        )
+        self.embedding_batch = Histogram(
+            "gateway_embedding_batch_size",
+            "Texts per model call of the embedding batcher.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.embedding_queue = Gauge(
+            "gateway_embedding_queue_depth",
+            "Texts waiting to be embedded (callers that gave up excluded).",
+            registry=self.registry,
+        )
+        self.stored_later = Counter(
+            "gateway_stored_after_fail_open",
+            "Answers of misses whose lookup failed open, embedded and stored after the answer.",
             registry=self.registry,
         )
         self.examples = Counter(

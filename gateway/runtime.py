@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -89,11 +89,20 @@ class Gateway:
     inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
         default_factory=dict
     )
+    # Work after the answer (storing a miss whose lookup failed open), finished at shutdown.
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     @property
     def policies(self) -> PolicySet:
         return self.classifier.policies
 
+
+BACKGROUND_GRACE_S = 30.0  # how long shutdown waits for answers still being stored
 
 SIMULATED_MODELS = (
     ModelSettings(
@@ -155,10 +164,12 @@ async def running(
         params=settings.index,
         executor=executor,
     )
-    batcher = MicroBatcher(model, settings.embedding.batch, executor=executor)
+    metrics = Metrics()
+    batcher = MicroBatcher(
+        model, settings.embedding.batch, executor=executor, on_batch=metrics.embedding_batch.observe
+    )
     policies, overridden = await loop.run_in_executor(executor, with_overrides, store, configured)
     classifier = await loop.run_in_executor(executor, _classifier, policies, model)
-    metrics = Metrics()
     journal = journal_dir(settings.store.resolved_index_dir())
     events = EventWriter(
         store,
@@ -190,12 +201,15 @@ async def running(
         changer=ModelChanger(choice, executor),
         overridden=overridden,
     )
+    metrics.embedding_queue.set_function(lambda: gateway.batcher.depth)
     sweeper = asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s))
     try:
         yield gateway
     finally:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
+        if gateway.background:  # answers being stored: give them their embedding and commit
+            await asyncio.wait(set(gateway.background), timeout=BACKGROUND_GRACE_S)
         await gateway.changer.aclose()
         await gateway.batcher.aclose()
         await events.aclose()

@@ -108,7 +108,8 @@ class EmbeddingSettings:
     int8: bool = False
     threads: int = 0
     max_batch: int = 32
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0  # a batch that is not full waits this long for company (0: none)
+    max_queue: int = 256  # texts waiting to be embedded; past it a lookup fails open at once
     # "trained": the adapter shipped in the package; "base": all-MiniLM-L6-v2 as published;
     # else the path of a model directory written by `gateway train`.
     model: str = TRAINED
@@ -123,10 +124,13 @@ class EmbeddingSettings:
         )
         _check(self.max_batch >= 1, "embedding.max_batch must be at least 1")
         _check(self.max_wait_ms >= 0, "embedding.max_wait_ms must not be negative")
+        _check(self.max_queue >= 1, "embedding.max_queue must be at least 1")
 
     @property
     def batch(self) -> BatchLimits:
-        return BatchLimits(max_batch=self.max_batch, max_wait=self.max_wait_ms / 1000)
+        return BatchLimits(
+            max_batch=self.max_batch, max_wait=self.max_wait_ms / 1000, max_queue=self.max_queue
+        )
 
     def options(self) -> EmbedderOptions:
         return EmbedderOptions(

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from categories.classifier import Classification, Classifier
 from categories.load import Effective, LoadMonitor, acceptance, adapt
 from categories.policy import DEFAULT, Policy, PolicySet
+from embeddings.errors import QueueFullError
 from embeddings.protocol import Vectors
 from gateway.auth import Caller
 from gateway.cache.examples import Example, ExampleLimits, choose, with_examples
@@ -36,6 +37,8 @@ from gateway.store.queries import Partition
 logger = logging.getLogger(__name__)
 
 MAX_TTL_S = 10 * 366 * 86_400
+# Lookups that failed open for load: the answer is still embedded (later) and stored.
+STORED_LATER = ("lookup_timeout", "lookup_queue_full")
 
 
 def _cache_control(request: Request) -> tuple[bool, bool, float | None]:
@@ -123,8 +126,10 @@ async def chat_completions(request: Request) -> Response:
             gw.load, classifier.policies, route, choice, found, key, body, outcome
         )
     store = None
-    if found.vector is not None and found.effective is not None and not no_store:
+    late = found.bypass in STORED_LATER  # failed open under load: embedded after the answer
+    if (found.vector is not None or late) and not no_store:
         partition = Partition(caller.tenant, caller.namespace, found.policy.name)
+        effective = found.effective or adapt(found.policy, gw.load.load(model.name))
         store = Storer(
             gw,
             partition,
@@ -132,9 +137,10 @@ async def chat_completions(request: Request) -> Response:
             body,
             found.vector,
             found.model_id,
-            ttl or found.effective.ttl_seconds,
+            ttl or effective.ttl_seconds,
             found.policy,
             model.tier,
+            reclassify=late and found.classification.step == "default",
         )
         shared = await store.follow(model.timeout_s)
         if shared is not None:
@@ -193,6 +199,8 @@ async def _lookup(
                     hits=lookup, examples=examples,
                 )  # fmt: skip
             return found
+    except QueueFullError:  # load: fail open at once, the answer is stored later
+        return Lookup(cheap, policies[cheap.category], bypass="lookup_queue_full")
     except Exception as exc:
         timeout = isinstance(exc, TimeoutError)
         # a timeout is load; anything else is a fault, and its traceback is wanted

@@ -37,11 +37,15 @@ class Storer:
     partition: Partition
     key: RequestKey
     body: dict[str, Any]
-    vector: Vectors
+    # None when the lookup failed open: the answer is then embedded after it is sent, off
+    # the request path, and stored (so that the cache keeps learning under load)
+    vector: Vectors | None
     model_id: str  # of the model that made `vector`
     ttl: float
     policy: Policy
     tier: str  # of the model answering: only large answers become in-context examples
+    # Late: the category came from no rule or header; the vector's nearest prototype decides.
+    reclassify: bool = False
     _lead: asyncio.Future[dict[str, Any] | None] | None = None
 
     @property
@@ -76,13 +80,37 @@ class Storer:
         if not storable(completion, self.gw.settings.cache.store_finish_reasons):
             logger.info("not stored: the answer is incomplete or empty")
             return
+        if self.vector is None:
+            self.gw.spawn(self._save_later(completion, outcome))
+            return
         try:
             await self._save(completion, outcome)
         except Exception:
             logger.exception("could not store the answer of a miss; it was served")
             outcome.entry_id = None
 
+    async def _save_later(self, completion: dict[str, Any], outcome: Outcome) -> None:
+        """Embed the prompt (waiting for room in the batcher's queue), then store."""
+        try:
+            batcher = self.gw.batcher
+            self.vector, self.model_id = await batcher.embed_later(self.key.text), batcher.model_id
+            if self.reclassify:
+                classifier = self.gw.classifier
+                category = classifier.nearest(self.vector).category
+                policy = classifier.policies[category]
+                if policy.refusal(self.key.temperature) is not None:
+                    return
+                self.policy = policy
+                self.partition = Partition(
+                    self.partition.tenant, self.partition.namespace, category
+                )
+            await self._save(completion, outcome)
+            self.gw.metrics.stored_later.inc()
+        except Exception:
+            logger.exception("could not store the answer of a miss whose lookup failed open")
+
     async def _save(self, completion: dict[str, Any], outcome: Outcome) -> None:
+        assert self.vector is not None
         now = time.time()
         stored = {k: v for k, v in completion.items() if k not in ("id", "created", "usage")}
         outcome.entry_id = await self.gw.cache.put(

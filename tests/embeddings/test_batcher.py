@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embeddings.batcher import MicroBatcher
-from embeddings.errors import EmbedderClosedError
+from embeddings.errors import EmbedderClosedError, QueueFullError
 from embeddings.options import BatchLimits
 from embeddings.protocol import Vectors
 from embeddings.runtime import OnnxEmbedder
@@ -55,19 +55,72 @@ def test_concurrent_callers_share_batches(embedder: OnnxEmbedder, prompts: list[
     assert float(np.abs(vectors - expected).max()) < 1e-5
 
 
-def test_lone_caller_waits_at_most_max_wait(embedder: OnnxEmbedder) -> None:
+def test_an_idle_model_takes_a_lone_caller_at_once(embedder: OnnxEmbedder) -> None:
     recording = Recording(embedder)
+    sizes: list[int] = []
 
     async def scenario() -> Vectors:
-        batcher = MicroBatcher(recording, BatchLimits(max_batch=64, max_wait=0.001))
+        batcher = MicroBatcher(recording, BatchLimits(max_batch=64), on_batch=sizes.append)
         try:
             return await asyncio.wait_for(batcher.embed("hello there"), timeout=30)
         finally:
             await batcher.aclose()
 
     vector = asyncio.run(scenario())
-    assert recording.calls == [1]
+    assert recording.calls == [1] and sizes == [1]
     assert vector.shape == (384,)
+
+
+def test_callers_that_gave_up_leave_the_queue(embedder: OnnxEmbedder, prompts: list[str]) -> None:
+    gate = threading.Event()
+    recording = Recording(embedder, gate)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(recording, BatchLimits(max_batch=32))
+        first = asyncio.create_task(batcher.embed(prompts[0]))
+        await asyncio.get_running_loop().run_in_executor(None, recording.entered.wait, 30)
+        impatient = [asyncio.create_task(batcher.embed(p)) for p in prompts[1:9]]
+        patient = [asyncio.create_task(batcher.embed(p)) for p in prompts[9:12]]
+        await asyncio.sleep(0)
+        assert batcher.depth == 11
+        for task in impatient:  # as the lookup deadline does
+            task.cancel()
+        await asyncio.gather(*impatient, return_exceptions=True)
+        assert batcher.depth == 3
+        gate.set()
+        await asyncio.gather(first, *patient)
+        await batcher.aclose()
+
+    asyncio.run(scenario())
+    assert recording.calls == [1, 3]  # nobody's text was embedded for nobody
+
+
+def test_a_full_queue_refuses_at_once_and_embed_later_waits_for_room(
+    embedder: OnnxEmbedder, prompts: list[str]
+) -> None:
+    gate = threading.Event()
+    recording = Recording(embedder, gate)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(recording, BatchLimits(max_batch=8, max_queue=2))
+        running = asyncio.create_task(batcher.embed(prompts[0]))
+        await asyncio.get_running_loop().run_in_executor(None, recording.entered.wait, 30)
+        queued = [asyncio.create_task(batcher.embed(p)) for p in prompts[1:3]]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError):
+            await batcher.embed(prompts[3])
+        assert batcher.refused == 1
+        later = asyncio.create_task(batcher.embed_later(prompts[4]))
+        await asyncio.sleep(0.01)
+        assert not later.done() and batcher.depth == 2
+        gate.set()
+        vector = await asyncio.wait_for(later, 30)
+        await asyncio.gather(running, *queued)
+        assert vector.shape == (384,)
+        await batcher.aclose()
+
+    asyncio.run(scenario())
+    assert sum(recording.calls) == 4
 
 
 def test_event_loop_keeps_running_during_inference(embedder: OnnxEmbedder) -> None:
@@ -144,3 +197,5 @@ def test_limits_are_validated() -> None:
         BatchLimits(max_batch=0)
     with pytest.raises(ValueError, match="max_wait"):
         BatchLimits(max_wait=-1)
+    with pytest.raises(ValueError, match="max_queue"):
+        BatchLimits(max_queue=0)

@@ -1,0 +1,80 @@
+"""Under load the cache keeps learning: a miss whose lookup failed open (the deadline passed,
+or the embedding queue was full) is still embedded after its answer and stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from starlette.testclient import TestClient
+
+from embeddings.protocol import Vectors
+from tests.gateway.conftest import AppFactory, chat, count_entries
+from tests.support.embedders import HashingEmbedder
+
+
+class Slow(HashingEmbedder):
+    """The hashing embedder, taking `seconds` per model call (as a loaded model would)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.texts = 0
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        time.sleep(self.seconds)
+        self.texts += len(texts)
+        return super().embed(texts)
+
+
+def settle(client: TestClient) -> None:
+    """Wait for the answers being stored after they were sent."""
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+
+    async def drained() -> None:
+        while gateway.background:
+            await asyncio.gather(*gateway.background, return_exceptions=True)
+
+    client.portal.call(drained)  # type: ignore[union-attr]
+
+
+def test_misses_that_failed_open_are_stored_after_their_answer(make_fast_app: AppFactory) -> None:
+    slow = Slow(0.15)
+    limits = {"cache": {"lookup_deadline_ms": 20}, "embedding": {"max_queue": 2}}
+    with make_fast_app(embedder_=slow, **limits) as client:
+        prompts = [f"what is the tallest tree of forest number {i}?" for i in range(12)]
+
+        def ask(text: str) -> tuple[str, str]:
+            response = client.post("/v1/chat/completions", json=chat(text, model="sim"))
+            assert response.status_code == 200, response.text
+            return response.headers["x-cache"], response.headers.get("x-cache-bypass", "")
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            answers = list(pool.map(ask, prompts))
+        reasons = {reason for kind, reason in answers if kind == "bypass"}
+        assert reasons and reasons <= {"lookup_timeout", "lookup_queue_full"}
+        settle(client)
+        assert count_entries(client) == len(prompts)  # every answer was learned
+        metrics = client.get("/metrics").text
+        assert "gateway_stored_after_fail_open_total" in metrics
+        assert "gateway_embedding_batch_size_bucket" in metrics
+        assert "gateway_embedding_queue_depth" in metrics
+
+        slow.seconds = 0.0  # the load is gone: the stored answers now serve
+        again = client.post("/v1/chat/completions", json=chat(prompts[3], model="sim"))
+        assert again.headers["x-cache"] == "hit"
+
+
+def test_no_store_is_honoured_when_the_lookup_failed_open(make_fast_app: AppFactory) -> None:
+    slow = Slow(0.2)
+    with make_fast_app(embedder_=slow, cache={"lookup_deadline_ms": 20}) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            json=chat("is this stored anywhere?", model="sim"),
+            headers={"cache-control": "no-store"},
+        )
+        assert response.headers["x-cache-bypass"] == "lookup_timeout"
+        settle(client)
+        assert count_entries(client) == 0
