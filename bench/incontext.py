@@ -247,7 +247,7 @@ async def ask_all(
 
 def score(queries: list[Query], embedder: Embedder, conditions: Sequence[str]) -> None:
     """ROUGE-L F and answer similarity of every answer (and of the copied example)."""
-    from rouge_score import rouge_scorer  # type: ignore[import-untyped]
+    from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     references = embed_all(embedder, [q.item.reference for q in queries])
