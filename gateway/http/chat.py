@@ -314,6 +314,7 @@ def _serve_shared(
 ) -> Response:
     """The answer of an identical request that was in flight, served like a hit."""
     outcome.kind = "hit_coalesced"
+    outcome.route_reason, outcome.examples, outcome.baseline = None, (), None  # not routed
     outcome.similarity = 1.0
     account(outcome, model, shared.get("usage"))
     return _reply_from_cache(recorder, shared, key, outcome)
