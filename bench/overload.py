@@ -3,13 +3,15 @@ process on loopback (default config: SQLite, the served model, the simulated ups
 an async load generator in this process.
 
 1. Paraphrase lookups: 40 prompts of `paraphrase_pairs.jsonl` are stored first; then
-   `clients` callers send their paraphrases for `--seconds` each round (1, 8, 16, 32
-   clients): bypassed (failed open), semantic hits, p50 latency.
+   `clients` callers send their paraphrases (with `no-store`, so that each is a semantic
+   lookup, not an exact repeat) for `--seconds` each round (1, 8, 16, 32 clients):
+   bypassed (failed open), semantic hits, p50 latency.
 2. New prompts: 32 callers send prompts never seen for `--seconds`; how many of the
    completed misses were stored (read through the admin API once the load stops).
 
 `--checkout DIR` runs the server from another checkout of the project (PYTHONPATH first),
-so that a before/after comparison runs the same load on the same machine.
+so that a before/after comparison runs the same load on the same machine. `--deadline-ms`
+tightens the lookup deadline, as a busier machine (slower embedding) would.
 
     python -m bench.overload [--seconds 10] [--checkout DIR]
 """
@@ -58,7 +60,11 @@ async def _load(
         while time.monotonic() < deadline:
             text = rng.choice(prompts)
             began = time.perf_counter()
-            response = await client.post("/v1/chat/completions", json=_body(text))
+            # no-store: every request is a semantic lookup (a stored paraphrase would make
+            # its repeats exact hits, which need no embedding)
+            response = await client.post(
+                "/v1/chat/completions", json=_body(text), headers={"cache-control": "no-store"}
+            )
             latencies.append((time.perf_counter() - began) * 1000)
             kind = response.headers.get("x-cache", f"status {response.status_code}")
             kind = f"{kind} ({response.headers['x-cache-bypass']})" if kind == "bypass" else kind
@@ -88,8 +94,8 @@ async def _fresh(
         while time.monotonic() < deadline and queue:
             text = queue.pop()
             response = await client.post("/v1/chat/completions", json=_body(text))
-            if response.status_code == 200:
-                answered.append(text)
+            if response.status_code == 200 and response.headers.get("x-cache") != "hit":
+                answered.append(text)  # a miss (or a bypass) the cache should learn
 
     await asyncio.gather(*(caller() for _ in range(clients)))
     return {"clients": clients, "misses_answered": len(answered)}
@@ -139,6 +145,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--checkout", type=Path, help="serve from this checkout")
     parser.add_argument("--name", default="overload", help="the JSON file's name")
+    parser.add_argument("--threads", type=int, help="embedding.threads (1: a slower embedder)")
+    parser.add_argument(
+        "--deadline-ms", type=float, help="cache.lookup_deadline_ms (tight: a busier machine)"
+    )
     args = parser.parse_args()
     pairs = read_pairs(shared_data() / "paraphrase_pairs.jsonl")
     with tempfile.TemporaryDirectory() as folder:
@@ -148,6 +158,10 @@ def main() -> None:
         env = {**os.environ, "GATEWAY_ADMIN_TOKEN": TOKEN, "GATEWAY_SERVER_ACCESS_LOG": "false"}
         if args.checkout is not None:
             env["PYTHONPATH"] = str(args.checkout.resolve())
+        if args.deadline_ms is not None:
+            env["GATEWAY_CACHE_LOOKUP_DEADLINE_MS"] = str(args.deadline_ms)
+        if args.threads is not None:
+            env["GATEWAY_EMBEDDING_THREADS"] = str(args.threads)
         server = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
              "--port", str(port)],
@@ -178,7 +192,11 @@ def main() -> None:
         f"{fresh['stored']} stored ({fresh['stored_share']:.0%})"
     )
     print(json.dumps({r["clients"]: r["outcomes"] for r in result["paraphrases"]}))
-    write_json(args.name, {"seconds": args.seconds, "checkout": str(args.checkout), **result})
+    write_json(
+        args.name,
+        {"seconds": args.seconds, "checkout": str(args.checkout), "deadline_ms": args.deadline_ms}
+        | result,
+    )
 
 
 if __name__ == "__main__":
