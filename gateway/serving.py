@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from typing import Any
 
 import h11
@@ -61,13 +62,22 @@ def guarded_protocol(header_timeout: float) -> type[GuardedH11]:
     return type("GuardedH11", (GuardedH11,), {"header_timeout": header_timeout})
 
 
+def event_loop(choice: str) -> str:
+    """uvicorn's `loop`: uvloop (libuv, a faster event loop) where installed, unless the
+    configuration names asyncio."""
+    if choice == "auto":
+        return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    return choice
+
+
 def uvicorn_config(app: Any, server: ServerSettings, **options: Any) -> uvicorn.Config:
-    """The uvicorn configuration for `app`: one worker, the server's deadlines."""
+    """The uvicorn configuration for `app`: one worker, the server's deadlines and loop."""
     return uvicorn.Config(
         app,
         host=server.host,
         port=server.port,
         http=guarded_protocol(server.header_timeout_s),
+        loop=event_loop(server.event_loop),
         timeout_keep_alive=max(1, round(server.idle_timeout_s)),
         workers=1,
         **options,

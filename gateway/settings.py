@@ -78,6 +78,7 @@ class ServerSettings:
     header_timeout_s: float = 10.0  # request headers must arrive within this (else closed)
     idle_timeout_s: float = 5.0  # a keep-alive connection idle this long is closed
     event_queue: int = 10_000  # request events waiting to be written; more are dropped
+    event_loop: str = "auto"  # auto (uvloop where installed), uvloop or asyncio
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "server.port must be between 1 and 65535")
@@ -86,6 +87,10 @@ class ServerSettings:
             value = getattr(self, name)
             _check(math.isfinite(value) and value > 0, f"server.{name} must be positive")
         _check(self.event_queue >= 1, "server.event_queue must be at least 1")
+        _check(
+            self.event_loop in ("auto", "uvloop", "asyncio"),
+            f"server.event_loop must be auto, uvloop or asyncio, not {self.event_loop!r}",
+        )
 
 
 @dataclass(frozen=True)

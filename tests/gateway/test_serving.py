@@ -86,3 +86,16 @@ def test_a_keep_alive_connection_serves_request_after_request(port: int) -> None
             client.sendall(request)
             answer = _response(client)
             assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}')
+
+
+def test_the_event_loop_is_uvloop_where_installed_unless_configured() -> None:
+    import importlib.util
+
+    from gateway.serving import event_loop, uvicorn_config
+    from gateway.settings import ServerSettings, SettingsError
+
+    installed = importlib.util.find_spec("uvloop") is not None
+    assert event_loop("auto") == ("uvloop" if installed else "asyncio")
+    assert uvicorn_config(None, ServerSettings(event_loop="asyncio")).loop == "asyncio"
+    with pytest.raises(SettingsError, match="event_loop"):
+        ServerSettings(event_loop="trio")
