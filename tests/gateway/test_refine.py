@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,35 @@ def test_refine_arguments_are_checked_before_anything_runs(
 ) -> None:
     assert main(["refine", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_command_plans_on_the_configured_store_and_writes_json(
+    make_fast_app: AppFactory,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    model_cache: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seeded(make_fast_app, upstream, tmp_path / "r.db")
+    config = tmp_path / "gateway.toml"
+    models = "".join(
+        f'[[models]]\nname = "{name}"\nlitellm_model = "{litellm}"\napi_base = '
+        f'"{upstream.base_url}"\napi_key_env = "FAKE_UPSTREAM_KEY"\ntier = "{tier}"\n'
+        for name, litellm, tier in (
+            ("mini", "openai/gpt-4o-mini", "small"), ("big", "openai/gpt-4o", "large"),
+        )
+    )  # fmt: skip
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+        f'[embedding]\nmodel = "base"\ncache_dir = "{model_cache}"\n'
+        "[categories.default]\nthreshold = 0.99\nthreshold_floor = 0.99\nexample_floor = 0.3\n"
+        f'{models}[[routes]]\nname = "auto"\nsmall = "mini"\nlarge = "big"\n'
+    )
+    out = tmp_path / "plan.json"
+    upstream.calls.clear()
+    code = main(["refine", "--config", str(config), "--dry-run", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert "dry run: would ask the small model" in capsys.readouterr().out
+    plan = json.loads(out.read_text())
+    assert plan["dry_run"] and plan["sampled"] == 3 and upstream.calls == []
+    assert len(plan["plans"]) + plan["without_examples"] == 3
