@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream", choices=("simulated", "live"), default="simulated")
     parser.add_argument("--limit", type=int, default=0, help="replay at most N requests")
     parser.add_argument("--speed", type=float, default=0.0, help="pace by timestamps, X times")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight at once (default 1)"
+    )
     parser.add_argument("--strict", action="store_true", help="stop at the first bad line")
     parser.add_argument("--yes", action="store_true", help="no confirmation for --upstream live")
 
@@ -64,6 +67,9 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
     err = Console(stderr=True)
     if args.limit < 0 or args.speed < 0:
         err.print("gateway: --limit and --speed must not be negative")
+        return 2
+    if args.concurrency < 1:
+        err.print("gateway: --concurrency must be at least 1")
         return 2
     live = args.upstream == "live"
     if args.route_small and live:
@@ -112,6 +118,7 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
             replayed,
             live=live,
             speed=args.speed,
+            concurrency=args.concurrency,
             embedder=embedder,
             progress=lambda done: bar.update(task, completed=done),
         )

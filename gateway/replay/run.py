@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -81,39 +83,54 @@ def run(
     *,
     live: bool,
     speed: float = 0.0,
+    concurrency: int = 1,
     embedder: Embedder | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[Result], int]:
-    """Replay every request in order (paced by timestamps at `speed`x when > 0); returns
-    the results and the cache size at the end."""
+    """Replay every request in order (paced by timestamps at `speed`x when > 0), with up to
+    `concurrency` in flight, taken in workload order (requests in flight together may reach
+    the gateway in either order, and identical ones coalesce, as in service).
+    Returns the results, in workload order, and the cache size at the end."""
     app = create_app(
         settings,
         embedder=embedder,
         salt=b"gateway-replay",
         simulated=SimulatedUpstream(SimulationProfile(0.0, 0.0)),
     )
-    results: list[Result] = []
     by_response: dict[str, Result] = {}
+    finished = 0
+    lock = threading.Lock()
     with TestClient(app, raise_server_exceptions=False) as client:
         gateway = client.app.state.gateway  # type: ignore[attr-defined]
-        start_wall = time.monotonic()
-        first = next((r.timestamp for r in workload.requests if r.timestamp is not None), None)
-        for done, request in enumerate(workload.requests, 1):
-            if speed > 0 and first is not None and request.timestamp is not None:
-                wait = (request.timestamp - first) / speed - (time.monotonic() - start_wall)
-                if wait > 0:
-                    time.sleep(wait)
+
+        def send(request: Request) -> Result:
+            nonlocal finished
             headers = {"authorization": f"Bearer {request.tenant}"} if request.tenant else {}
             began = time.perf_counter()
             response = client.post("/v1/chat/completions", json=request.body, headers=headers)
-            latency = (time.perf_counter() - began) * 1000
-            result = _result(request, response, latency)
-            results.append(result)
+            result = _result(request, response, (time.perf_counter() - began) * 1000)
             response_id = _response_id(response)
-            if response_id is not None:
-                by_response[response_id] = result
-            if progress:
-                progress(done)
+            with lock:
+                if response_id is not None:
+                    by_response[response_id] = result
+                finished += 1
+                if progress:
+                    progress(finished)
+            return result
+
+        start_wall = time.monotonic()
+        first = next((r.timestamp for r in workload.requests if r.timestamp is not None), None)
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
+            sent = []
+            for request in workload.requests:
+                if speed > 0 and first is not None and request.timestamp is not None:
+                    wait = (request.timestamp - first) / speed - (time.monotonic() - start_wall)
+                    if wait > 0:
+                        time.sleep(wait)
+                sent.append(pool.submit(send, request))
+                if concurrency == 1:
+                    sent[-1].result()  # strictly one after the other
+            results = [future.result() for future in sent]
         client.portal.call(gateway.events.flush)  # type: ignore[union-attr]
         store = gateway.cache.store
         rows = store.event_costs()

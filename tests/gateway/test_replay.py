@@ -248,3 +248,29 @@ def test_route_small_shows_what_routing_misses_saves(env: Path) -> None:
     assert routing["cost_all_large_usd"] == pytest.approx(
         routing["cost_usd"] + routing["routing_saved_usd"], abs=1e-6
     )
+
+
+def test_a_concurrent_replay_keeps_workload_order_and_serves_repeats(tmp_path: Path) -> None:
+    from gateway.replay.run import replay_settings, run
+    from tests.support.embedders import HashingEmbedder
+
+    questions = [f"what is the population of city number {i} in the north" for i in range(12)]
+    rows = [chat(f"q{i}", text) for i, text in enumerate(questions)]
+    rows += [chat(f"r{i}", text, f"q{i}") for i, text in enumerate(questions)]
+    workload = load(str(write(tmp_path / "work.jsonl", rows)), model="gpt-4o-mini")
+    with replay_settings(None, {"gpt-4o-mini"}, "gpt-4o-mini", False) as settings:
+        done: list[int] = []
+        results, size = run(
+            workload, settings, live=False, concurrency=4, embedder=HashingEmbedder(),
+            progress=done.append,
+        )  # fmt: skip
+    assert [r.request.id for r in results] == [r.id for r in workload.requests]
+    assert all(r.status == 200 for r in results) and sorted(done) == list(range(1, 25))
+    assert [r.outcome for r in results[:12]] == ["miss"] * 12 and size == 12
+    # each repeat is sent after its question: served from the cache, or shared in flight
+    assert all(r.outcome in ("hit_exact", "hit_coalesced") for r in results[12:])
+
+
+def test_concurrency_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--concurrency", "0"]) == 2
+    assert "--concurrency must be at least 1" in capsys.readouterr().err
