@@ -251,6 +251,7 @@ def test_route_small_shows_what_routing_misses_saves(env: Path) -> None:
 
 
 def test_a_concurrent_replay_keeps_workload_order_and_serves_repeats(tmp_path: Path) -> None:
+    from gateway.replay.report import verdicts
     from gateway.replay.run import replay_settings, run
     from tests.support.embedders import HashingEmbedder
 
@@ -267,8 +268,13 @@ def test_a_concurrent_replay_keeps_workload_order_and_serves_repeats(tmp_path: P
     assert [r.request.id for r in results] == [r.id for r in workload.requests]
     assert all(r.status == 200 for r in results) and sorted(done) == list(range(1, 25))
     assert [r.outcome for r in results[:12]] == ["miss"] * 12 and size == 12
-    # each repeat is sent after its question: served from the cache, or shared in flight
-    assert all(r.outcome in ("hit_exact", "hit_coalesced") for r in results[12:])
+    # a repeat is sent after its question: served from the cache (by the semantic tier when
+    # its question was stored between the two lookups), shared while in flight, or asked
+    # again (its question finished between lookup and coalescing); never answered wrongly
+    repeats = results[12:]
+    assert {r.outcome for r in repeats} <= {"hit_exact", "hit_semantic", "hit_coalesced", "miss"}
+    assert any(r.outcome.startswith("hit") for r in repeats)
+    assert False not in verdicts(workload, results)
 
 
 def test_concurrency_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
