@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.guard import check
+from gateway.store.models import CacheEntry
 
 PRIOR_GOOD = 1.0  # utility starts at (good + 1) / (good + bad + 2) = 0.5
 PRIOR_BAD = 1.0
@@ -77,6 +78,20 @@ def answer_text(response_json: str) -> str | None:
     if not isinstance(content, str) or not content.strip() or message.get("tool_calls"):
         return None
     return content
+
+
+def candidate(row: CacheEntry, similarity: float, now: float) -> Example | None:
+    """A stored entry as an example, if it may be one: live, answered by a large model, not
+    retired, with an answer in text."""
+    if row.answered_tier != "large" or row.example_retired:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    answer = answer_text(row.response_json)
+    if answer is None:
+        return None
+    quality = utility(row.example_good, row.example_bad)
+    return Example(row.id, similarity, quality, row.text, answer, row.category)
 
 
 def choose(

@@ -17,7 +17,7 @@ import numpy as np
 
 from categories.load import Acceptance
 from embeddings.protocol import Embedder, Vectors, embed_all
-from gateway.cache.examples import Example, answer_text, utility
+from gateway.cache.examples import Example, candidate
 from gateway.cache.guard import check
 from gateway.cache.keys import RequestKey
 from gateway.index.hnsw import HnswIndex, Neighbor
@@ -360,20 +360,14 @@ def _examples(
     floor: float,
     now: float,
 ) -> list[Example]:
-    """The live, unretired large-model answers from `floor` up to their category's threshold."""
+    """The example candidates from `floor` up to their category's threshold."""
     near = []
     for category, neighbor in close:
         row = rows.get(neighbor.entry_id)
-        if not floor <= neighbor.similarity < accept[category].threshold or row is None:
-            continue
-        if row.answered_tier != "large" or row.example_retired:
-            continue
-        if row.expires_at is not None and row.expires_at <= now:
-            continue
-        answer = answer_text(row.response_json)
-        if answer is not None:
-            quality = utility(row.example_good, row.example_bad)
-            near.append(Example(row.id, neighbor.similarity, quality, row.text, answer, category))
+        if row is not None and floor <= neighbor.similarity < accept[category].threshold:
+            found = candidate(row, neighbor.similarity, now)
+            if found is not None:
+                near.append(found)
     return near
 
 

@@ -37,9 +37,9 @@ from gateway.cache.examples import (
     Example,
     ExampleLimits,
     answer_text,
+    candidate,
     choose,
     estimate_tokens,
-    utility,
     with_examples,
 )
 from gateway.index.hnsw import HnswIndex
@@ -155,16 +155,12 @@ class Planner:
             n for n in self._index(partition).search(vector, SEARCH_K) if n.entry_id != entry.id
         ]
         rows = entries_by_id(self.store, [n.entry_id for n in found])
-        candidates = []
-        for neighbor in found:
-            row = rows.get(neighbor.entry_id)
-            answer = answer_text(row.response_json) if row is not None else None
-            if row is None or answer is None or row.answered_tier != "large":
-                continue
-            if row.example_retired or (row.expires_at is not None and row.expires_at <= now):
-                continue
-            quality = utility(row.example_good, row.example_bad)
-            candidates.append(Example(row.id, neighbor.similarity, quality, row.text, answer))
+        candidates = [
+            example
+            for neighbor in found
+            if (row := rows.get(neighbor.entry_id)) is not None
+            and (example := candidate(row, neighbor.similarity, now)) is not None
+        ]
         limits = ExampleLimits(
             policy.examples, policy.example_floor, policy.example_budget_tokens,
             policy.example_k_max,
