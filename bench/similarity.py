@@ -117,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=0, help="test pairs to use (0: all)")
     parser.add_argument("--model", default="trained", help="trained or a model directory")
+    parser.add_argument("--int8", action="store_true", help="also the int8 model, same threshold")
     add_cache_dir(parser)
     args = parser.parse_args()
     pairs = read_pairs(shared_data() / "qqp_pairs.jsonl").pairs
@@ -151,8 +152,14 @@ def main() -> None:
         results["trained_compressed"] = measure(
             "trained, compressed", load_serving(options), compressed, test
         )
+    if args.int8:  # per-channel int8 of the same weights, at the fp32 model's threshold
+        options = EmbedderOptions(cache_dir=args.cache_dir, model=directory, int8=True)
+        results["trained_int8"] = measure(
+            "trained, int8", load_embedder(options), trained_threshold, test
+        )
     rows = []
-    for key in [k for k in ("base", "trained", "trained_compressed") if k in results]:
+    names = ("base", "trained", "trained_compressed", "trained_int8")
+    for key in [k for k in names if k in results]:
         r = results[key]
         floor = r["recall_at_precision_0.85"] or {"recall": 0.0}
         at = r["at_threshold"]
