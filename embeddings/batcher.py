@@ -54,7 +54,6 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self.batches = 0  # model calls made, for stats and tests
-        self.refused = 0  # texts refused because the queue was full
 
     @property
     def embedder(self) -> Embedder:
@@ -100,7 +99,6 @@ class MicroBatcher:
         when `max_queue` texts are waiting."""
         self._start()
         if self._full():
-            self.refused += 1
             raise QueueFullError(f"{self._limits.max_queue} texts are waiting to be embedded")
         return await self._enqueue(text)
 

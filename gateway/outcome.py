@@ -42,6 +42,7 @@ class Outcome:
     tier: str = ""  # the tier of the model that answered a miss: small or large
     route_reason: str | None = None  # why a route's miss went to that member
     examples: tuple[int, ...] = ()  # the in-context examples given (entry ids)
+    example_tokens: int = 0  # their estimated prompt tokens, which the large one would not read
     # Routed to the small member: the large one, whose price at the same tokens is the
     # baseline of what routing saved.
     baseline: ModelSettings | None = None
@@ -80,10 +81,9 @@ def account(outcome: Outcome, model: ModelSettings, usage: dict[str, Any] | None
     outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
     outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
     outcome.cost_usd = price(model.litellm_model, outcome.prompt_tokens, outcome.completion_tokens)
-    if outcome.baseline is not None:  # what the large member would have cost, same tokens
-        large = price(
-            outcome.baseline.litellm_model, outcome.prompt_tokens, outcome.completion_tokens
-        )
+    if outcome.baseline is not None:  # the large member's price, without the examples
+        prompt = max(0, outcome.prompt_tokens - outcome.example_tokens)
+        large = price(outcome.baseline.litellm_model, prompt, outcome.completion_tokens)
         outcome.routing_saved_usd = large - outcome.cost_usd
 
 

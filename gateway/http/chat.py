@@ -141,6 +141,7 @@ async def chat_completions(request: Request) -> Response:
             found.policy,
             model.tier,
             reclassify=late and found.classification.step == "default",
+            client_ttl=ttl is not None,
         )
         shared = await store.follow(model.timeout_s)
         if shared is not None:
@@ -279,6 +280,7 @@ def _route(
         decision.reason,
     )
     outcome.examples = tuple(e.entry_id for e in decision.examples)
+    outcome.example_tokens = sum(e.tokens for e in decision.examples)
     if decision.member == "small":
         outcome.baseline = route.large
     if not decision.examples:
@@ -315,6 +317,7 @@ def _serve_shared(
     """The answer of an identical request that was in flight, served like a hit."""
     outcome.kind = "hit_coalesced"
     outcome.route_reason, outcome.examples, outcome.baseline = None, (), None  # not routed
+    outcome.example_tokens = 0
     outcome.similarity = 1.0
     account(outcome, model, shared.get("usage"))
     return _reply_from_cache(recorder, shared, key, outcome)

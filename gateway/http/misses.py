@@ -44,8 +44,10 @@ class Storer:
     ttl: float
     policy: Policy
     tier: str  # of the model answering: only large answers become in-context examples
-    # Late: the category came from no rule or header; the vector's nearest prototype decides.
+    # Late: the category came from no rule or header; the vector's nearest prototype decides
+    # it, and its TTL unless the client set one.
     reclassify: bool = False
+    client_ttl: bool = False
     _lead: asyncio.Future[dict[str, Any] | None] | None = None
 
     @property
@@ -104,6 +106,8 @@ class Storer:
                 self.partition = Partition(
                     self.partition.tenant, self.partition.namespace, category
                 )
+                if not self.client_ttl:
+                    self.ttl = policy.ttl_seconds
             await self._save(completion, outcome)
             self.gw.metrics.stored_later.inc()
         except Exception:

@@ -8,10 +8,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from starlette.testclient import TestClient
 
 from embeddings.protocol import Vectors
-from tests.gateway.conftest import AppFactory, chat, count_entries
+from tests.gateway.conftest import AppFactory, chat, count_entries, stored_entries
 from tests.support.embedders import HashingEmbedder
 
 
@@ -78,3 +79,17 @@ def test_no_store_is_honoured_when_the_lookup_failed_open(make_fast_app: AppFact
         assert response.headers["x-cache-bypass"] == "lookup_timeout"
         settle(client)
         assert count_entries(client) == 0
+
+
+def test_a_late_category_brings_its_own_ttl(make_fast_app: AppFactory) -> None:
+    # no rule claims it, so the category comes from the nearest prototype, after the answer
+    prompt = "Who holds the world record for the 100 metres?"  # a time_sensitive prototype
+    slow = Slow(0.2)
+    with make_fast_app(embedder_=slow, cache={"lookup_deadline_ms": 20}) as client:
+        response = client.post("/v1/chat/completions", json=chat(prompt, model="sim"))
+        assert response.headers["x-cache-bypass"] == "lookup_timeout"
+        assert response.headers["x-cache-category"] == "default"
+        settle(client)
+        (entry,) = stored_entries(client)
+        assert entry["category"] == "time_sensitive"
+        assert entry["expires_at"] - entry["created_at"] == pytest.approx(600, abs=1)
