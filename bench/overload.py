@@ -9,7 +9,7 @@ an async load generator in this process.
 2. New prompts: 32 callers send prompts never seen for `--seconds`; how many of the
    completed misses were stored (read through the admin API once the load stops).
 
-`--checkout DIR` runs the server from another checkout of the project (PYTHONPATH first),
+`--checkout DIR` runs the server from another checkout of the project (its working directory),
 so that a before/after comparison runs the same load on the same machine. `--deadline-ms`
 tightens the lookup deadline, as a busier machine (slower embedding) would.
 
@@ -165,7 +165,8 @@ def main() -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
              "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, cwd=args.checkout or Path.cwd(),  # `python -m` puts the cwd first
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}") as probe:

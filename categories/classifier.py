@@ -4,6 +4,7 @@ categories' rules, the nearest prototype (reusing the request's embedding), the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from categories.rules import PREFIX_CHARS, Rule
 from embeddings.protocol import Embedder, Vectors
 
 STEPS = ("header", "rule", "prototype", "default")
+# Rule verdicts remembered per prompt prefix (at most PREFIX_CHARS each): a repeated prompt
+# (an exact hit) is not matched against every rule again.
+RULED_PROMPTS = 4096
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,8 @@ class Classification:
 
 
 class Classifier:
-    """Thread-safety: immutable after construction; `nearest` may run in any thread."""
+    """Thread-safety: immutable after construction (but for the memo of rule verdicts, which
+    is thread-safe); `nearest` may run in any thread."""
 
     def __init__(
         self,
@@ -36,6 +41,7 @@ class Classifier:
         ]
         self._vectors = np.asarray(prototype_vectors, dtype=np.float32)
         self._categories = np.asarray(prototype_categories)
+        self._ruled = lru_cache(maxsize=RULED_PROMPTS)(self._rule)
 
     @classmethod
     def build(cls, policies: PolicySet, embedder: Embedder) -> Classifier:
@@ -55,7 +61,9 @@ class Classifier:
             name = header.strip().lower()
             if name in self.policies:
                 return Classification(name, "header")
-        prefix = text[:PREFIX_CHARS]  # once: each rule's own cut is then free
+        return self._ruled(text[:PREFIX_CHARS])  # once: each rule's own cut is then free
+
+    def _rule(self, prefix: str) -> Classification | None:
         for name, rule in self._rules:
             if rule.search(prefix):
                 return Classification(name, "rule")

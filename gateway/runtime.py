@@ -22,6 +22,7 @@ from embeddings.protocol import Embedder
 from embeddings.runtime import load_serving
 from embeddings.trained import model_dir
 from gateway.auth import AdminAuth, Tenancy, load_salt
+from gateway.cache.hot import HotEntries
 from gateway.cache.semantic import SemanticCache
 from gateway.errors import GatewayError
 from gateway.model_change import ModelChanger, check_choice
@@ -163,6 +164,7 @@ async def running(
         index_dir=settings.store.resolved_index_dir(),
         params=settings.index,
         executor=executor,
+        hot=HotEntries(settings.cache.hot_bytes, settings.cache.hot_max_age_s),
     )
     metrics = Metrics()
     batcher = MicroBatcher(

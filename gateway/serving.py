@@ -58,8 +58,59 @@ class GuardedH11(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(header_timeout: float) -> type[GuardedH11]:
-    return type("GuardedH11", (GuardedH11,), {"header_timeout": header_timeout})
+def _guarded_httptools() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol (llhttp, a C parser) with the same header deadline."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpTools(HttpToolsProtocol):
+        header_timeout = 10.0
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.pipeline and not self.transport.is_closing():
+                self._arm()  # the next request's headers are due
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedHttpTools
+
+
+def http_protocol(choice: str) -> str:
+    """`server.http`: httptools (a C parser) where installed, unless configured h11."""
+    if choice == "auto":
+        return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return choice
+
+
+def guarded_protocol(header_timeout: float, choice: str = "auto") -> type[asyncio.Protocol]:
+    """The HTTP/1.1 protocol class `choice` names, with the header deadline."""
+    base = _guarded_httptools() if http_protocol(choice) == "httptools" else GuardedH11
+    return type(base.__name__, (base,), {"header_timeout": header_timeout})
 
 
 def event_loop(choice: str) -> str:
@@ -71,12 +122,12 @@ def event_loop(choice: str) -> str:
 
 
 def uvicorn_config(app: Any, server: ServerSettings, **options: Any) -> uvicorn.Config:
-    """The uvicorn configuration for `app`: one worker, the server's deadlines and loop."""
+    """The uvicorn configuration for `app`: the server's deadlines, loop and protocol."""
     return uvicorn.Config(
         app,
         host=server.host,
         port=server.port,
-        http=guarded_protocol(server.header_timeout_s),
+        http=guarded_protocol(server.header_timeout_s, server.http),
         loop=event_loop(server.event_loop),
         timeout_keep_alive=max(1, round(server.idle_timeout_s)),
         workers=1,

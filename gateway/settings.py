@@ -79,6 +79,7 @@ class ServerSettings:
     idle_timeout_s: float = 5.0  # a keep-alive connection idle this long is closed
     event_queue: int = 10_000  # request events waiting to be written; more are dropped
     event_loop: str = "auto"  # auto (uvloop where installed), uvloop or asyncio
+    http: str = "auto"  # auto (httptools where installed), httptools or h11
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "server.port must be between 1 and 65535")
@@ -90,6 +91,10 @@ class ServerSettings:
         _check(
             self.event_loop in ("auto", "uvloop", "asyncio"),
             f"server.event_loop must be auto, uvloop or asyncio, not {self.event_loop!r}",
+        )
+        _check(
+            self.http in ("auto", "httptools", "h11"),
+            f"server.http must be auto, httptools or h11, not {self.http!r}",
         )
 
 
@@ -178,10 +183,16 @@ class CacheSettings:
     cache_tools: bool = False
     store_finish_reasons: tuple[str, ...] = ("stop", "tool_calls")
     sweep_interval_s: float = 60.0
+    # The exact tier's hot answers held in memory (0: none), and how long one is held
+    # before it is read from the store again (what another process changed shows by then).
+    hot_bytes: int = 64 * 1024 * 1024
+    hot_max_age_s: float = 2.0
 
     def __post_init__(self) -> None:
         _check(self.top_k >= 1, "cache.top_k must be at least 1")
         _check(self.lookup_deadline_ms > 0, "cache.lookup_deadline_ms must be positive")
+        _check(self.hot_bytes >= 0, "cache.hot_bytes must not be negative")
+        _check(self.hot_max_age_s >= 0, "cache.hot_max_age_s must not be negative")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.admin.common import (
     admin,
@@ -26,6 +26,7 @@ from gateway.admin.common import (
 )
 from gateway.cache.examples import utility
 from gateway.errors import InvalidRequest, NotFound
+from gateway.http.responses import JSONResponse
 from gateway.store.entries import EntryFilter, entries_by_id, page_of_entries
 from gateway.store.models import CacheEntry
 

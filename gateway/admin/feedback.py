@@ -12,11 +12,12 @@ import functools
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.admin.common import gateway, integer, json_object, text
 from gateway.auth import AdminAuth, Tenancy
 from gateway.errors import InvalidRequest, NotFound, Unauthorized
+from gateway.http.responses import JSONResponse
 from gateway.store.entries import credit_examples
 from gateway.store.feedback import add_feedback, find_served
 

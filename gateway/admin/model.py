@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.admin.common import admin, gateway, json_object, text
 from gateway.errors import InvalidRequest
+from gateway.http.responses import JSONResponse
 from gateway.runtime import Gateway
 
 MAX_CHOICE = 4096  # characters of a model directory's path

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from categories import policy as policies_module
 from categories.policy import EVICTIONS, MAX_EXAMPLE_TOKENS, ROUTE_PREFERENCES
@@ -14,6 +14,7 @@ from gateway.admin.common import MAX_ID, MAX_PAGE, MAX_TEXT, admin
 from gateway.admin.entries import MAX_Q
 from gateway.admin.feedback import MAX_NOTE, MAX_RESPONSE_ID
 from gateway.admin.policies import MAX_EXAMPLE_CHARS, MAX_EXAMPLES
+from gateway.http.responses import JSONResponse
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 OBJECT = {"type": "object"}

@@ -10,12 +10,13 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from categories.classifier import Classifier
 from categories.policy import Policy, PolicyError, PolicySet, parse_policy
 from gateway.admin.common import admin, gateway, integer, json_object, text
 from gateway.errors import InvalidRequest, NotFound
+from gateway.http.responses import JSONResponse
 from gateway.runtime import Gateway
 from gateway.store.overrides import forget_override, new_policy_base, save_override
 

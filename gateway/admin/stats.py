@@ -7,10 +7,11 @@ import asyncio
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.admin.common import admin, gateway, moment, query
 from gateway.errors import InvalidRequest
+from gateway.http.responses import JSONResponse
 from gateway.store.stats import compute
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from categories.load import adapt
 from gateway.admin.common import admin, gateway
+from gateway.http.responses import JSONResponse
 from gateway.routing import bar
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.guard import check
-from gateway.store.models import CacheEntry
+from gateway.store.entries import LookupEntry
 
 PRIOR_GOOD = 1.0  # utility starts at (good + 1) / (good + bad + 2) = 0.5
 PRIOR_BAD = 1.0
@@ -80,7 +80,7 @@ def answer_text(response_json: str) -> str | None:
     return content
 
 
-def candidate(row: CacheEntry, similarity: float, now: float) -> Example | None:
+def candidate(row: LookupEntry, similarity: float, now: float) -> Example | None:
     """A stored entry as an example, if it may be one: live, answered by a large model, not
     retired, with an answer in text."""
     if row.answered_tier != "large" or row.example_retired:

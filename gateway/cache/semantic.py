@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -14,28 +13,31 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 
 from categories.load import Acceptance
 from embeddings.protocol import Embedder, Vectors, embed_all
 from gateway.cache.examples import Example, candidate
 from gateway.cache.guard import check
+from gateway.cache.hot import ExactKey, HotEntries
 from gateway.cache.keys import RequestKey
 from gateway.index.hnsw import HnswIndex, Neighbor
 from gateway.index.sync import index_file, load_or_rebuild, reconcile
 from gateway.settings import IndexParams
 from gateway.store.entries import (
     EntryFilter,
+    LookupEntry,
     Removed,
     demote_entry,
-    entries_by_id,
     exact_entry,
+    lookup_entries,
     remove_entries,
 )
-from gateway.store.models import CacheEntry
 from gateway.store.queries import NewEntry, Partition, Store, decode_vectors
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+HELD_OVERHEAD = 512  # bytes a held answer costs beyond its texts (objects, the maps)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class SemanticCache:
         index_dir: Path | None,
         params: IndexParams,
         executor: Executor | None = None,
+        hot: HotEntries[Hit] | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -94,6 +97,10 @@ class SemanticCache:
         self._known: set[Partition] | None = None
         # While a model change builds the next indexes, deletions reach them too.
         self._pending: dict[Partition, HnswIndex] | None = None
+        # The exact tier's hot answers; a read from the store may keep its answer only if
+        # nothing was forgotten meanwhile (`_forgotten` counts what was).
+        self.hot: HotEntries[Hit] = hot if hot is not None else HotEntries(0, 0.0)
+        self._forgotten = 0
 
     @property
     def model_id(self) -> str:
@@ -125,12 +132,31 @@ class SemanticCache:
     async def lookup_exact(
         self, tenant: str, namespace: str, key: RequestKey, now: float
     ) -> Hit | None:
-        """The newest live entry of this exact request, whatever its category."""
-        return await self._run(self._exact, tenant, namespace, key, now)
+        """The newest live entry of this exact request, whatever its category: from memory
+        when it is hot, else from the store (and then held)."""
+        exact: ExactKey = (tenant, namespace, key.exact_hash, key.model)
+        held = self.hot.get(exact, now)
+        if held is not None:
+            return held
+        forgotten = self._forgotten
+        row = await self._run(
+            exact_entry, self.store, tenant, namespace, key.exact_hash, key.model, now
+        )
+        if row is None:
+            return None
+        hit = _hit(row, 1.0, "exact")
+        if forgotten == self._forgotten:  # else the row read may be gone or replaced
+            size = len(row.response_json) + len(row.text) + HELD_OVERHEAD
+            self.hot.put(exact, row.id, hit, row.expires_at, size)
+        return hit
 
-    def _exact(self, tenant: str, namespace: str, key: RequestKey, now: float) -> Hit | None:
-        row = exact_entry(self.store, tenant, namespace, key.exact_hash, key.model, now)
-        return _hit(row, 1.0, "exact") if row else None
+    def extended(self, entry_id: int, expires_at: float | None) -> None:
+        """A hit moved the entry's expiry (sliding TTL)."""
+        self.hot.extend(entry_id, expires_at)
+
+    def _forget(self, entry_ids: list[int]) -> None:
+        self._forgotten += 1
+        self.hot.forget_entries(entry_ids)
 
     async def lookup_semantic(
         self,
@@ -159,7 +185,7 @@ class SemanticCache:
         wanted = [(c, Partition(tenant, namespace, c)) for c in accept]
         indexes = [(c, await self.index(p)) for c, p in wanted if p in self._known]
 
-        def candidates() -> tuple[list[tuple[str, Neighbor]], dict[int, CacheEntry], float | None]:
+        def candidates() -> tuple[list[tuple[str, Neighbor]], dict[int, LookupEntry], float | None]:
             # Search and row fetch in one trip to the worker thread.
             found = [(c, n) for c, index in indexes for n in index.search(vector, top_k)]
             nearest = max((n.similarity for _, n in found), default=None)
@@ -169,7 +195,7 @@ class SemanticCache:
             close = [(c, n) for c, n in found if n.similarity >= floor]
             close.sort(key=lambda pair: -pair[1].similarity)
             ids = [n.entry_id for _, n in close]
-            return close, entries_by_id(self.store, ids) if close else {}, nearest
+            return close, lookup_entries(self.store, ids) if close else {}, nearest
 
         close, rows, nearest = await self._run(candidates)
         above = [(c, n) for c, n in close if n.similarity >= accept[c].threshold]
@@ -197,6 +223,10 @@ class SemanticCache:
         embedded again by the one in service."""
         await self.index(new.partition)  # loaded before the commit: `switch` reconciles it
         entry_id = await self._run(self.store.add_entry, new)
+        if new.request_hash:  # the newest entry of a request answers it
+            self._forgotten += 1
+            tenant, namespace = new.partition.tenant, new.partition.namespace
+            self.hot.forget((tenant, namespace, new.request_hash, new.model_family))
         if self._known is not None:
             self._known.add(new.partition)
         index = await self.index(new.partition)  # the one in service now
@@ -224,6 +254,7 @@ class SemanticCache:
             lambda: self.store.evict(tenant, category, excess, eviction, keep=keep)
         )
         self._counts[counted] -= len(victims)
+        self._forget([entry_id for entry_id, _ in victims])
         for entry_id, namespace in victims:
             for index in self._loaded(Partition(tenant, namespace, category)):
                 index.delete([entry_id])
@@ -249,6 +280,7 @@ class SemanticCache:
         return True
 
     def _unindex(self, rows: list[Removed]) -> None:
+        self._forget([row[0] for row in rows])
         for entry_id, tenant, namespace, category in rows:
             self._counts.pop((tenant, category), None)  # recounted when next needed
             for index in self._loaded(Partition(tenant, namespace, category)):
@@ -355,7 +387,7 @@ class SemanticCache:
 
 def _examples(
     close: list[tuple[str, Neighbor]],
-    rows: Mapping[int, CacheEntry],
+    rows: Mapping[int, LookupEntry],
     accept: Mapping[str, Acceptance],
     floor: float,
     now: float,
@@ -371,13 +403,13 @@ def _examples(
     return near
 
 
-def _hit(row: CacheEntry, similarity: float, tier: str) -> Hit:
+def _hit(row: LookupEntry, similarity: float, tier: str) -> Hit:
     return Hit(
         row.id,
         similarity,
         tier,
         row.category,
-        json.loads(row.response_json),
+        orjson.loads(row.response_json),
         row.prompt_tokens,
         row.completion_tokens,
         row.cost_usd,

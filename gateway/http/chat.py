@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from categories.classifier import Classification, Classifier
 from categories.load import Effective, LoadMonitor, acceptance, adapt
@@ -24,6 +24,7 @@ from gateway.cache.semantic import Hit, SemanticCache
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import read_json
 from gateway.http.misses import Storer, json_miss, stream_miss
+from gateway.http.responses import JSONResponse
 from gateway.http.sse import hit_body, hit_stream
 from gateway.middleware import request_id
 from gateway.outcome import Outcome, Recorder, account
@@ -303,6 +304,7 @@ def _serve_hit(
     if gw.settings.cache.sliding_ttl:
         policy = policies[hit.category]
         expires = now + adapt(policy, gw.load.load(outcome.requested_model)).ttl_seconds
+        gw.cache.extended(hit.entry_id, expires)
     gw.events.put(HitUpdate(hit.entry_id, now, expires))
     return _reply_from_cache(gw.recorder, hit.response, key, outcome)
 

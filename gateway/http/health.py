@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway.errors import ModelNotFound
+from gateway.http.responses import JSONResponse
 from gateway.runtime import Gateway
 
 

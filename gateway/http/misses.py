@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 import numpy as np
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from categories.load import LoadMonitor
@@ -22,6 +22,7 @@ from categories.policy import Policy
 from embeddings.protocol import Vectors
 from gateway.cache.keys import RequestKey
 from gateway.errors import GatewayError, UpstreamError
+from gateway.http.responses import JSONResponse
 from gateway.http.sse import StreamCollector, event
 from gateway.outcome import Outcome, account
 from gateway.runtime import Gateway

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from categories.classifier import Classification
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import read_json
+from gateway.http.responses import JSONResponse
 from gateway.middleware import request_id
 from gateway.outcome import Outcome, account
 from gateway.params import COMPLETIONS, EMBEDDINGS, Check, check, requested_model

@@ -1,11 +1,24 @@
-"""Errors as responses: OpenAI-shaped JSON with the error's status."""
+"""JSON responses rendered by orjson, and errors as responses: OpenAI-shaped JSON with the
+error's status."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 
 from gateway.errors import GatewayError, InvalidRequest, NotFound
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's JSON response (compact, UTF-8) rendered by orjson: several times faster
+    than the standard library on an answer's body."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def error_response(exc: GatewayError) -> JSONResponse:

@@ -46,7 +46,13 @@ from gateway.index.hnsw import HnswIndex
 from gateway.index.sync import index_file, load_or_rebuild
 from gateway.routing import Route, build_routes
 from gateway.settings import Settings
-from gateway.store.entries import credit_examples, entries_by_id, large_answers, retire_examples
+from gateway.store.entries import (
+    credit_examples,
+    entries_by_id,
+    large_answers,
+    lookup_entries,
+    retire_examples,
+)
 from gateway.store.models import CacheEntry
 from gateway.store.queries import Partition, Store, decode_vectors
 from gateway.upstream import Upstreams, price
@@ -154,7 +160,7 @@ class Planner:
         found = [
             n for n in self._index(partition).search(vector, SEARCH_K) if n.entry_id != entry.id
         ]
-        rows = entries_by_id(self.store, [n.entry_id for n in found])
+        rows = lookup_entries(self.store, [n.entry_id for n in found])
         candidates = [
             example
             for neighbor in found

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sqlalchemy import ColumnElement, delete, select, update
 
@@ -49,12 +49,36 @@ class EntryFilter:
         return where
 
 
+@dataclass(frozen=True, slots=True)
+class LookupEntry:
+    """What a lookup reads of an entry (not its vector or request): read with SQLAlchemy
+    Core, no ORM objects on the request path."""
+
+    id: int
+    category: str
+    model_family: str
+    text: str
+    context_hash: str
+    response_json: str
+    expires_at: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    answered_tier: str
+    example_good: float
+    example_bad: float
+    example_retired: bool
+
+
+_LOOKUP_COLUMNS = [CacheEntry.__table__.c[f.name] for f in fields(LookupEntry)]
+
+
 def exact_entry(
     store: Store, tenant: str, namespace: str, request_hash: str, model: str, now: float
-) -> CacheEntry | None:
-    """The newest live entry of this exact request."""
+) -> LookupEntry | None:
+    """The newest live entry of this exact request (demoted or not)."""
     query = (
-        select(CacheEntry)
+        select(*_LOOKUP_COLUMNS)
         .where(
             CacheEntry.tenant == tenant,
             CacheEntry.namespace == namespace,
@@ -65,8 +89,19 @@ def exact_entry(
         .order_by(CacheEntry.id.desc())
         .limit(1)
     )
-    with store.session() as session:
-        return session.scalars(query).first()
+    with store.engine.connect() as connection:
+        row = connection.execute(query).first()
+    return LookupEntry(*row) if row is not None else None
+
+
+def lookup_entries(store: Store, ids: Iterable[int]) -> dict[int, LookupEntry]:
+    """The undemoted entries of `ids`, by id: what a semantic lookup may serve or lend as
+    an example (an index of another process may still hold a demoted one)."""
+    query = select(*_LOOKUP_COLUMNS).where(
+        CacheEntry.id.in_(list(ids)), CacheEntry.demoted_at.is_(None)
+    )
+    with store.engine.connect() as connection:
+        return {row[0]: LookupEntry(*row) for row in connection.execute(query)}
 
 
 def entries_by_id(

@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from gateway.store.models import CacheEntry
 from tests.gateway.conftest import AppFactory, chat, count_entries, request_events, stored_entries
 from tests.support.fake_upstream import FakeUpstream, answer_for
 
@@ -215,14 +213,14 @@ def test_no_cache_no_store_and_ttl(client: TestClient, upstream: FakeUpstream) -
 
 
 def test_expired_entries_are_not_served_and_are_swept(client: TestClient) -> None:
-    client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
-    fresh = client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
+    ask = chat("What is the tallest mountain?")
+    client.post("/v1/chat/completions", json=ask, headers={"x-cache-ttl": "1"})
+    fresh = client.post("/v1/chat/completions", json=ask)
     assert fresh.headers["x-cache"] == "hit"  # the control: served while it lives
+    time.sleep(1.2)
+    again = client.post("/v1/chat/completions", json=ask)
+    assert again.headers["x-cache"] == "miss"  # held in memory or not, it has expired
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
-    with gateway.store.session() as session, session.begin():
-        session.execute(update(CacheEntry).values(expires_at=time.time() - 1))
-    again = client.post("/v1/chat/completions", json=chat("What is the tallest mountain?"))
-    assert again.headers["x-cache"] == "miss"
     removed = client.portal.call(gateway.cache.sweep_expired)  # type: ignore[union-attr]
     assert removed == 1
     assert count_entries(client) == 1  # the fresh answer

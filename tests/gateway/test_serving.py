@@ -17,8 +17,10 @@ from tests.support.loopback import serve_on_loopback
 
 
 @contextmanager
-def _serving(tmp_path: Path, upstream: FakeUpstream, embedder: OnnxEmbedder) -> Iterator[int]:
-    server_section = {"header_timeout_s": 0.3, "body_timeout_s": 0.3}
+def _serving(
+    tmp_path: Path, upstream: FakeUpstream, embedder: OnnxEmbedder, http: str
+) -> Iterator[int]:
+    server_section = {"header_timeout_s": 0.3, "body_timeout_s": 0.3, "http": http}
     settings = gateway_settings(tmp_path / "gateway.db", upstream, server=server_section)
     app = create_app(settings, embedder=embedder, salt=b"test-salt")
     with serve_on_loopback(app, settings.server) as base_url:
@@ -35,12 +37,17 @@ def _exchange(port: int, data: bytes) -> bytes:
         return received
 
 
-@pytest.fixture
+@pytest.fixture(params=["httptools", "h11"])
 def port(
-    tmp_path: Path, upstream: FakeUpstream, embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    embedder: OnnxEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[int]:
+    """A gateway on loopback, under each HTTP/1.1 protocol it may serve with."""
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-upstream")
-    with _serving(tmp_path, upstream, embedder) as bound:
+    with _serving(tmp_path, upstream, embedder, request.param) as bound:
         yield bound
 
 
@@ -99,3 +106,17 @@ def test_the_event_loop_is_uvloop_where_installed_unless_configured() -> None:
     assert uvicorn_config(None, ServerSettings(event_loop="asyncio")).loop == "asyncio"
     with pytest.raises(SettingsError, match="event_loop"):
         ServerSettings(event_loop="trio")
+
+
+def test_the_http_protocol_is_httptools_where_installed_unless_configured() -> None:
+    import importlib.util
+
+    from gateway.serving import http_protocol, uvicorn_config
+    from gateway.settings import ServerSettings, SettingsError
+
+    installed = importlib.util.find_spec("httptools") is not None
+    assert http_protocol("auto") == ("httptools" if installed else "h11")
+    configured = uvicorn_config(None, ServerSettings(http="h11")).http
+    assert isinstance(configured, type) and configured.__name__ == "GuardedH11"
+    with pytest.raises(SettingsError, match="server.http"):
+        ServerSettings(http="h3")
