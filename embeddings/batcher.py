@@ -97,10 +97,15 @@ class MicroBatcher:
     async def embed(self, text: str) -> Vectors:
         """The embedding of one text, a (dim,) float32 vector; `QueueFullError` at once
         when `max_queue` texts are waiting."""
+        return await self.submit(text)
+
+    def submit(self, text: str) -> asyncio.Future[Vectors]:
+        """`embed` begun now, to await later: the future of the text's vector. Cancel it to
+        take the text out of the queue. `QueueFullError` at once when the queue is full."""
         self._start()
         if self._full():
             raise QueueFullError(f"{self._limits.max_queue} texts are waiting to be embedded")
-        return await self._enqueue(text)
+        return self._enqueue(text)
 
     async def embed_later(self, text: str) -> Vectors:
         """The embedding of one text, waiting for room in the queue first (backpressure)."""

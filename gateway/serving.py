@@ -130,6 +130,6 @@ def uvicorn_config(app: Any, server: ServerSettings, **options: Any) -> uvicorn.
         http=guarded_protocol(server.header_timeout_s, server.http),
         loop=event_loop(server.event_loop),
         timeout_keep_alive=max(1, round(server.idle_timeout_s)),
-        workers=1,
+        proxy_headers=False,  # no client address is used, so X-Forwarded-For is not read
         **options,
     )

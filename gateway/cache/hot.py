@@ -50,16 +50,22 @@ class HotEntries(Generic[V]):
         return len(self._held)
 
     def get(self, key: ExactKey, now: float) -> V | None:
-        """The held answer of `key`, if live and read from the store recently enough."""
+        """The held answer of `key`, if live and read from the store recently enough (one
+        read longer ago stays `known` until it is read again)."""
         held = self._held.get(key)
         if held is None:
             return None
-        stale = self._clock() - held.read_at > self.max_age_s
-        if stale or (held.expires_at is not None and held.expires_at <= now):
+        if held.expires_at is not None and held.expires_at <= now:
             self._drop(key)
+            return None
+        if self._clock() - held.read_at > self.max_age_s:
             return None
         self._held.move_to_end(key)
         return held.value
+
+    def known(self, key: ExactKey) -> bool:
+        """Whether `key` had an answer when last read: worth reading from the store again."""
+        return key in self._held
 
     def put(
         self, key: ExactKey, entry_id: int, value: V, expires_at: float | None, size: int

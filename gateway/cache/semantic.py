@@ -150,6 +150,15 @@ class SemanticCache:
             self.hot.put(exact, row.id, hit, row.expires_at, size)
         return hit
 
+    def held_exact(self, tenant: str, namespace: str, key: RequestKey, now: float) -> Hit | None:
+        """The exact tier from memory only: the hit if it is hot."""
+        return self.hot.get((tenant, namespace, key.exact_hash, key.model), now)
+
+    def knows_exact(self, tenant: str, namespace: str, key: RequestKey) -> bool:
+        """Whether this request had an entry when the store was last asked (so it likely
+        has one still): then the store is asked before anything else is done."""
+        return self.hot.known((tenant, namespace, key.exact_hash, key.model))
+
     def extended(self, entry_id: int, expires_at: float | None) -> None:
         """A hit moved the entry's expiry (sliding TTL)."""
         self.hot.extend(entry_id, expires_at)

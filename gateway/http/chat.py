@@ -178,17 +178,30 @@ async def _lookup(
         return Lookup(cheap, policies[cheap.category], bypass=key.bypass)
     if decided is not None and (refused := policies[decided.category].refusal(key.temperature)):
         return Lookup(decided, policies[decided.category], bypass=refused)
+    exact: asyncio.Future[Hit | None] | None = None  # the store, asked while embedding
     if lookup:
-        hit = await gw.cache.lookup_exact(caller.tenant, caller.namespace, key, now)
-        entry = policies.by_name.get(hit.category) if hit is not None else None
-        if hit is not None and entry is not None and entry.refusal(key.temperature) is None:
-            category = Classification(hit.category, cheap.step if decided else "exact")
-            return Lookup(category, entry, hit=hit)
-    deadline = gw.settings.cache.lookup_deadline_ms / 1000
+        cache, tenant, namespace = gw.cache, caller.tenant, caller.namespace
+        hit = cache.held_exact(tenant, namespace, key, now)
+        if hit is None and cache.knows_exact(tenant, namespace, key):
+            hit = await cache.lookup_exact(tenant, namespace, key, now)
+        elif hit is None:
+            exact = asyncio.ensure_future(cache.lookup_exact(tenant, namespace, key, now))
+        if (served := _exact(policies, hit, key, cheap, decided)) is not None:
+            return served
+    batcher = gw.batcher  # one model for the vector and the indexes it meets
     try:
-        async with asyncio.timeout(deadline):
-            batcher = gw.batcher  # one model for the vector and the indexes it meets
-            vector = await batcher.embed(key.text)
+        embedding: asyncio.Future[Vectors] | None = batcher.submit(key.text)
+    except QueueFullError:  # load: fail open at once (after the exact tier), stored later
+        embedding = None
+    try:
+        if exact is not None:
+            served = _exact(policies, await exact, key, cheap, decided)
+            if served is not None:
+                return served
+        if embedding is None:
+            return Lookup(cheap, policies[cheap.category], bypass="lookup_queue_full")
+        async with asyncio.timeout(gw.settings.cache.lookup_deadline_ms / 1000):
+            vector = await embedding
             classification = decided or classifier.nearest(vector)
             policy = policies[classification.category]
             if refused := policy.refusal(key.temperature):
@@ -201,8 +214,6 @@ async def _lookup(
                     hits=lookup, examples=examples,
                 )  # fmt: skip
             return found
-    except QueueFullError:  # load: fail open at once, the answer is stored later
-        return Lookup(cheap, policies[cheap.category], bypass="lookup_queue_full")
     except Exception as exc:
         timeout = isinstance(exc, TimeoutError)
         # a timeout is load; anything else is a fault, and its traceback is wanted
@@ -211,6 +222,23 @@ async def _lookup(
         )
         reason = "lookup_timeout" if timeout else "lookup_failed"
         return Lookup(cheap, policies[cheap.category], bypass=reason)
+    finally:
+        if embedding is not None:
+            embedding.cancel()  # out of the queue if nobody awaits it (done: no effect)
+
+
+def _exact(
+    policies: PolicySet,
+    hit: Hit | None,
+    key: RequestKey,
+    cheap: Classification,
+    decided: Classification | None,
+) -> Lookup | None:
+    """The exact tier's hit, if its category serves at this temperature."""
+    entry = policies.by_name.get(hit.category) if hit is not None else None
+    if hit is None or entry is None or entry.refusal(key.temperature) is not None:
+        return None
+    return Lookup(Classification(hit.category, cheap.step if decided else "exact"), entry, hit=hit)
 
 
 async def _semantic(
