@@ -30,13 +30,20 @@ def create_app(
     upstream: Upstream | None = None,
     simulated: Upstream | None = None,
     salt: bytes | None = None,
+    worker: int = 0,
 ) -> Starlette:
-    """The gateway. Tests pass their own embedder or upstream; the rest comes from settings."""
+    """The gateway. Tests pass their own embedder or upstream; the rest comes from settings.
+    `worker` numbers this process among `server.workers`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(
-            settings, embedder=embedder, upstream=upstream, simulated=simulated, salt=salt
+            settings,
+            embedder=embedder,
+            upstream=upstream,
+            simulated=simulated,
+            salt=salt,
+            worker=worker,
         ) as gateway:
             app.state.gateway = gateway
             app.state.ready = True

@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML configuration file")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--workers", type=int, help="processes serving the port (default server.workers, 1)"
+    )
 
     demo = commands.add_parser("demo", help="run the engine on bundled QQP pairs")
     demo.add_argument("--pairs", type=int, default=500, help="how many pairs (max 6000)")
@@ -94,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return _serve(settings, args.host, args.port)
+        return _serve(settings, args.host, args.port, args.workers)
     if args.command == "export-pairs":
         from gateway.export_pairs import export_pairs
 
@@ -182,15 +185,20 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.auth import load_salt
     from gateway.observe import ACCESS_LOGGER
-    from gateway.serving import uvicorn_config
+    from gateway.serving import serve_workers, uvicorn_config
+    from gateway.store import open_store
 
     server = replace(
-        settings.server, host=host or settings.server.host, port=port or settings.server.port
+        settings.server,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        workers=workers or settings.server.workers,
     )
     settings = replace(settings, server=server)
     access = logging.getLogger(ACCESS_LOGGER)
@@ -200,9 +208,19 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(handler)
         access.setLevel(logging.INFO)
-    # One worker: a process holds its own in-memory index (see README, "Not built yet").
-    config = uvicorn_config(create_app(settings), server, log_level="info", access_log=False)
-    uvicorn.Server(config).run()
+    if server.workers == 1:
+        config = uvicorn_config(create_app(settings), server, log_level="info", access_log=False)
+        uvicorn.Server(config).run()
+        return 0
+    # Made once, before the workers fork: the schema, and the salt they must share.
+    open_store(settings.store.url).engine.dispose()
+    salt = load_salt(settings.tenants)
+    serve_workers(
+        lambda number: create_app(settings, salt=salt, worker=number),
+        server,
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 

@@ -32,7 +32,7 @@ from gateway.routing import Route, build_routes
 from gateway.settings import ModelSettings, RouteSettings, Settings, calibration_of
 from gateway.store import open_store
 from gateway.store.active_model import active_model
-from gateway.store.events import EventWriter, journal_dir
+from gateway.store.events import EventWriter, journal_dir, orphan_journals, worker_journal
 from gateway.store.journal import Journal
 from gateway.store.overrides import with_overrides
 from gateway.store.queries import Store
@@ -131,8 +131,11 @@ async def running(
     upstream: Upstream | None = None,
     simulated: Upstream | None = None,
     salt: bytes | None = None,
+    worker: int = 0,
 ) -> AsyncIterator[Gateway]:
-    """Everything built, in worker threads where it is slow; closed in order on exit."""
+    """Everything built, in worker threads where it is slow; closed in order on exit.
+    `worker` numbers this process among `server.workers`: each journals its own events,
+    and the first alone writes the indexes to disk at exit."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway")
     loop = asyncio.get_running_loop()
@@ -172,7 +175,7 @@ async def running(
     )
     policies, overridden = await loop.run_in_executor(executor, with_overrides, store, configured)
     classifier = await loop.run_in_executor(executor, _classifier, policies, model)
-    journal = journal_dir(settings.store.resolved_index_dir())
+    journal = worker_journal(journal_dir(settings.store.resolved_index_dir()), worker)
     events = EventWriter(
         store,
         executor=executor,
@@ -182,6 +185,11 @@ async def running(
     )
     if replayed := await events.replay():
         logger.warning("wrote %d request events a crash had left in the journal", replayed)
+    if worker == 0 and journal is not None:  # journals of workers a smaller pool lacks
+        for orphan in orphan_journals(journal, settings.server.workers):
+            left = EventWriter(store, executor=executor, capacity=1, journal=Journal(orphan))
+            if replayed := await left.replay():
+                logger.warning("wrote %d request events left in %s", replayed, orphan.name)
     gateway = Gateway(
         settings=settings,
         store=store,
@@ -204,20 +212,36 @@ async def running(
         overridden=overridden,
     )
     metrics.embedding_queue.set_function(lambda: gateway.batcher.depth)
-    sweeper = asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s))
+    several = settings.server.workers > 1
+    tasks = [
+        asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s, reconcile=several)),
+        asyncio.create_task(_follow(cache, settings.cache.follow_interval_s)),
+    ]
     try:
         yield gateway
     finally:
-        sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if gateway.background:  # answers being stored: give them their embedding and commit
             await asyncio.wait(set(gateway.background), timeout=BACKGROUND_GRACE_S)
         await gateway.changer.aclose()
         await gateway.batcher.aclose()
         await events.aclose()
-        await loop.run_in_executor(executor, cache.save_indexes)
+        if worker == 0:  # one writer of the index files
+            await loop.run_in_executor(executor, cache.save_indexes)
         store.engine.dispose()
         executor.shutdown(wait=True)
+
+
+async def _follow(cache: SemanticCache, interval: float) -> None:
+    """What other processes store reaches this one's indexes."""
+    while True:
+        try:
+            await cache.follow()
+        except Exception:
+            logger.exception("could not follow the entries other processes stored")
+        await asyncio.sleep(interval)
 
 
 def _capacities(
@@ -245,12 +269,16 @@ def _classifier(policies: PolicySet, model: Embedder) -> Classifier:
         return Classifier(policies, np.zeros((0, model.dim), np.float32), [])
 
 
-async def _sweep(cache: SemanticCache, interval: float) -> None:
+async def _sweep(cache: SemanticCache, interval: float, *, reconcile: bool) -> None:
+    """Expired entries out of the store and the indexes; with other workers, also what
+    they deleted out of this one's indexes."""
     while True:
         await asyncio.sleep(interval)
         try:
             removed = await cache.sweep_expired()
             if removed:
                 logger.info("swept %d expired entries", removed)
+            if reconcile:
+                await cache.reconcile_loaded()
         except Exception:
             logger.exception("expiry sweep failed")

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -11,6 +18,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
 
 
 class GuardedH11(H11Protocol):
@@ -133,3 +142,64 @@ def uvicorn_config(app: Any, server: ServerSettings, **options: Any) -> uvicorn.
         proxy_headers=False,  # no client address is used, so X-Forwarded-For is not read
         **options,
     )
+
+
+def _listening(server: ServerSettings) -> socket.socket:
+    """A socket bound to the server's address with SO_REUSEPORT: each worker binds its
+    own, and the kernel spreads new connections evenly among them."""
+    sock = socket.socket(socket.AF_INET6 if ":" in server.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((server.host, server.port))
+    return sock
+
+
+def serve_workers(make_app: Callable[[int], Any], server: ServerSettings, **options: Any) -> None:
+    """`server.workers` processes serving one port, each a fork of this one with its own
+    app (`make_app(number)`) and its own listening socket (SO_REUSEPORT: the kernel
+    spreads connections among them). A worker that dies is started again; SIGTERM or
+    SIGINT stops them all, each finishing its requests. Whatever must be made once
+    (migrations, the tenant salt) is made before this is called."""
+    _listening(server).close()  # the port is free (else this fails now, not in a worker)
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping = False
+
+    def start(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, signal.SIG_DFL)  # uvicorn installs its own
+                config = uvicorn_config(make_app(number), server, **options)
+                uvicorn.Server(config).run(sockets=[_listening(server)])
+                code = 0
+            finally:
+                os._exit(code)
+        children[pid] = number
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for number in range(server.workers):
+        start(number)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("serving on %s:%d with %d workers", server.host, server.port, server.workers)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid in children and not stopping:
+            number = children.pop(pid)
+            logger.error("worker %d exited (%d): starting it again", number, status)
+            time.sleep(1.0)
+            start(number)
+        else:
+            children.pop(pid, None)

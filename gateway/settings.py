@@ -80,6 +80,7 @@ class ServerSettings:
     event_queue: int = 10_000  # request events waiting to be written; more are dropped
     event_loop: str = "auto"  # auto (uvloop where installed), uvloop or asyncio
     http: str = "auto"  # auto (httptools where installed), httptools or h11
+    workers: int = 1  # processes serving the port (each with its own indexes and model)
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "server.port must be between 1 and 65535")
@@ -88,6 +89,7 @@ class ServerSettings:
             value = getattr(self, name)
             _check(math.isfinite(value) and value > 0, f"server.{name} must be positive")
         _check(self.event_queue >= 1, "server.event_queue must be at least 1")
+        _check(1 <= self.workers <= 64, "server.workers must be from 1 to 64")
         _check(
             self.event_loop in ("auto", "uvloop", "asyncio"),
             f"server.event_loop must be auto, uvloop or asyncio, not {self.event_loop!r}",
@@ -187,12 +189,15 @@ class CacheSettings:
     # before it is read from the store again (what another process changed shows by then).
     hot_bytes: int = 64 * 1024 * 1024
     hot_max_age_s: float = 2.0
+    # Entries other processes (other workers) store reach this one's indexes within this.
+    follow_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.top_k >= 1, "cache.top_k must be at least 1")
         _check(self.lookup_deadline_ms > 0, "cache.lookup_deadline_ms must be positive")
         _check(self.hot_bytes >= 0, "cache.hot_bytes must not be negative")
         _check(self.hot_max_age_s >= 0, "cache.hot_max_age_s must not be negative")
+        _check(self.follow_interval_s > 0, "cache.follow_interval_s must be positive")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ from gateway.store.queries import NewEntry, Partition, Store, decode_vectors
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 HELD_OVERHEAD = 512  # bytes a held answer costs beyond its texts (objects, the maps)
+# Ids below the last one seen that `follow` reads again: an id given out before a later one
+# may commit after it (PostgreSQL sequences do), and must not be missed.
+FOLLOW_OVERLAP = 1024
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class SemanticCache:
         # nothing was forgotten meanwhile (`_forgotten` counts what was).
         self.hot: HotEntries[Hit] = hot if hot is not None else HotEntries(0, 0.0)
         self._forgotten = 0
+        self._followed: int | None = None  # the last entry id `follow` has seen
 
     @property
     def model_id(self) -> str:
@@ -247,6 +251,52 @@ class SemanticCache:
         if counted in self._counts:
             self._counts[counted] += 1
         return entry_id
+
+    async def follow(self) -> int:
+        """Index the entries other processes (other workers) stored since the last call, in
+        the indexes loaded here; returns how many. (An index loaded later reads them from the
+        store; an entry another process deleted is never served, as its row is gone, and
+        leaves the indexes at the next `reconcile_loaded`.)"""
+        if self._followed is None:
+            self._followed = await self._run(self.store.last_entry_id)
+            return 0
+        rows = await self._run(
+            lambda: self.store.entries_after(max(0, self._followed or 0) - FOLLOW_OVERLAP)
+        )
+        if not rows:
+            return 0
+        self._followed = max(self._followed, rows[-1][0])
+        if self._known is not None:
+            self._known.update(partition for _, partition, _, _ in rows)
+        added: dict[Partition, list[tuple[int, bytes]]] = {}
+        for entry_id, partition, blob, model in rows:
+            index = self._indexes.get(partition)
+            if index is not None and model == index.model_id and entry_id not in index:
+                added.setdefault(partition, []).append((entry_id, blob))
+
+        def add() -> int:
+            count = 0
+            for partition, found in added.items():
+                index = self._indexes.get(partition)
+                if index is None or index.model_id != self.model_id:
+                    continue  # the model changed meanwhile: `switch` reconciles it
+                vectors = decode_vectors([blob for _, blob in found], index.dim)
+                index.add([entry_id for entry_id, _ in found], vectors)
+                count += len(found)
+            return count
+
+        return await self._run(add) if added else 0
+
+    async def reconcile_loaded(self) -> int:
+        """Bring every loaded index level with the store (entries other processes deleted
+        or stored); returns how many entries that removed or added."""
+        changed = 0
+        for partition, index in list(self._indexes.items()):
+            added, removed, _ = await self._run(
+                reconcile, index, self.store, partition, self.embedder
+            )
+            changed += added + removed
+        return changed
 
     async def enforce_quota(
         self, tenant: str, category: str, quota: int, eviction: str, *, keep: int | None = None

@@ -181,3 +181,22 @@ def _decode(record: dict[str, Any]) -> Item:
 def journal_dir(index_dir: Path | None) -> Path | None:
     """Where the journal lives: beside the saved indexes (so beside a SQLite file)."""
     return None if index_dir is None else index_dir.with_name(index_dir.name + ".events")
+
+
+def worker_journal(directory: Path | None, worker: int) -> Path | None:
+    """The journal of one worker process: the first worker's is `directory` itself, so
+    a single process keeps the layout it always had."""
+    if directory is None or worker == 0:
+        return directory
+    return directory / f"worker-{worker}"
+
+
+def orphan_journals(directory: Path, workers: int) -> list[Path]:
+    """Journals of workers numbered `workers` or above: left by a larger pool, they have no
+    process of their own to replay them."""
+    found = []
+    for path in directory.glob("worker-*"):
+        number = path.name.removeprefix("worker-")
+        if path.is_dir() and number.isdigit() and int(number) >= workers:
+            found.append(path)
+    return sorted(found)

@@ -208,6 +208,27 @@ class Store:
         with self._session() as session:
             return [tuple(r) for r in session.execute(select(*columns))]
 
+    def entries_after(
+        self, after_id: int, *, limit: int = 4096
+    ) -> list[tuple[int, Partition, bytes, str]]:
+        """(id, partition, embedding blob, embedding model) of the undemoted entries with an
+        id above `after_id`, in id order: what another process stored since."""
+        query = (
+            select(
+                CacheEntry.id, CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category,
+                CacheEntry.embedding, CacheEntry.embedding_model,
+            )
+            .where(CacheEntry.id > after_id, CacheEntry.demoted_at.is_(None))
+            .order_by(CacheEntry.id)
+            .limit(limit)
+        )  # fmt: skip
+        with self._session() as session:
+            return [(r[0], Partition(r[1], r[2], r[3]), r[4], r[5]) for r in session.execute(query)]
+
+    def last_entry_id(self) -> int:
+        with self._session() as session:
+            return int(session.scalar(select(func.max(CacheEntry.id))) or 0)
+
     def count_entries(self) -> int:
         with self._session() as session:
             return int(session.scalar(select(func.count(CacheEntry.id))) or 0)

@@ -59,19 +59,22 @@ def gateway_env() -> dict[str, str]:
     return {**os.environ, "E2E_UPSTREAM_KEY": "sk-e2e", "GATEWAY_TENANT_SALT": "e2e-salt"}
 
 
-def _wait_ready(process: subprocess.Popen[str], port: int, lines: queue.Queue[str]) -> None:
-    """Until uvicorn says the lifespan finished and /readyz answers 200; fails fast with
-    the gateway's stderr when it exits or takes longer than STARTUP_TIMEOUT_S."""
+def _wait_ready(
+    process: subprocess.Popen[str], port: int, lines: queue.Queue[str], workers: int = 1
+) -> None:
+    """Until uvicorn says the lifespan finished (in every worker) and /readyz answers 200;
+    fails fast with the gateway's stderr when it exits or takes longer than
+    STARTUP_TIMEOUT_S."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     seen: list[str] = []
-    while True:
+    started = 0
+    while started < workers:
         try:
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             raise AssertionError("the gateway did not start: " + "".join(seen)) from None
         seen.append(line)
-        if "Application startup complete" in line:
-            break
+        started += "Application startup complete" in line
         if line == "":
             raise AssertionError("the gateway exited: " + "".join(seen))
     # uvicorn logs the lifespan's end before it binds the port: poll until it answers.
@@ -91,11 +94,11 @@ def _ready(client: httpx.Client) -> bool:
 
 @contextmanager
 def gateway_process(
-    config: Path, env: dict[str, str], *, log: list[str] | None = None
+    config: Path, env: dict[str, str], *, log: list[str] | None = None, workers: int = 1
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`gateway serve --config CONFIG` on a free loopback port, ready; yields the process
-    and its /v1 base URL, and stops it on the way out (if the test has not killed it).
-    Its stderr lines are appended to `log` when one is given."""
+    """`gateway serve --config CONFIG [--workers N]` on a free loopback port, ready; yields
+    the process and its /v1 base URL, and stops it on the way out (if the test has not
+    killed it). Its stderr lines are appended to `log` when one is given."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -109,6 +112,7 @@ def gateway_process(
             "127.0.0.1",
             "--port",
             str(port),
+            *(["--workers", str(workers)] if workers > 1 else []),
         ],
         env=env,
         stderr=subprocess.PIPE,
@@ -127,7 +131,7 @@ def gateway_process(
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        _wait_ready(process, port, lines)
+        _wait_ready(process, port, lines, workers)
         yield process, f"http://127.0.0.1:{port}/v1"
     finally:
         if process.poll() is None:
