@@ -93,3 +93,28 @@ def test_a_late_category_brings_its_own_ttl(make_fast_app: AppFactory) -> None:
         (entry,) = stored_entries(client)
         assert entry["category"] == "time_sensitive"
         assert entry["expires_at"] - entry["created_at"] == pytest.approx(600, abs=1)
+
+
+@pytest.mark.parametrize("hot_bytes", [0, 1 << 20])
+def test_exact_repeats_are_served_while_the_embedder_is_overloaded(
+    make_fast_app: AppFactory, hot_bytes: int
+) -> None:
+    slow = Slow(0.0)
+    limits = {"cache": {"lookup_deadline_ms": 20, "hot_bytes": hot_bytes}}
+    with make_fast_app(embedder_=slow, embedding={"max_queue": 1}, **limits) as client:
+        prompts = [f"how many moons does planet number {i} have?" for i in range(6)]
+        for text in prompts:
+            client.post("/v1/chat/completions", json=chat(text, model="sim"))
+        settle(client)
+        slow.seconds = 0.3  # every embedding now outlasts the deadline; the queue fills
+
+        def ask(text: str) -> str:
+            response = client.post("/v1/chat/completions", json=chat(text, model="sim"))
+            assert response.status_code == 200, response.text
+            return response.headers.get("x-cache-tier", response.headers["x-cache"])
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            tiers = list(pool.map(ask, prompts * 2))
+        assert tiers == ["exact"] * 12  # from memory, or from the store while embedding
+        new = client.post("/v1/chat/completions", json=chat("a question never asked", model="sim"))
+        assert new.headers["x-cache"] == "bypass"  # the control: the embedder is overloaded
