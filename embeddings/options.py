@@ -11,11 +11,17 @@ class EmbedderOptions:
     """How to serve the model. `device` is "auto", "cuda" or "cpu"."""
 
     cache_dir: Path
-    int8: bool = False
+    int8: bool | None = False  # None: int8 on the CPU, fp32 on a GPU
     device: str = "auto"
     threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
     model: Path | None = None  # a trained model directory; None serves the base model
     compress: bool = False  # serve the directory's projection (fewer dimensions)
+    # A text longer than the model's window keeps this many tokens of its head and fills
+    # the rest from its tail (the question after a pasted document); None: the head only.
+    head_tokens: int | None = 64
+    # ... and its vector is mixed with that of its last this many tokens, the question after
+    # the document (None: not mixed). Measured by bench/long_prompts.py.
+    question_tokens: int | None = 16
 
 
 @dataclass(frozen=True)

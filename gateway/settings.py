@@ -117,7 +117,9 @@ class StoreSettings:
 class EmbeddingSettings:
     cache_dir: Path = field(default_factory=default_model_cache)
     device: str = "auto"
-    int8: bool = False
+    # int8 (per-channel dynamic quantisation): true, false, or "auto" (int8 on the CPU,
+    # where it is faster at the same quality; fp32 on a GPU)
+    int8: bool | None = None
     threads: int = 0
     max_batch: int = 32
     max_wait_ms: float = 0.0  # a batch that is not full waits this long for company (0: none)
@@ -127,6 +129,11 @@ class EmbeddingSettings:
     model: str = TRAINED
     # true: serve the model directory's PCA projection (`gateway train --compress`)
     compress: bool = False
+    # A prompt longer than the model's window (256 tokens) is embedded by this many tokens
+    # of its head and the rest of the window from its tail, the vector mixed with that of
+    # its last `question_tokens` tokens (0: not mixed).
+    head_tokens: int = 64
+    question_tokens: int = 16
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "embedding.model must be trained, base or a model directory")
@@ -137,6 +144,8 @@ class EmbeddingSettings:
         _check(self.max_batch >= 1, "embedding.max_batch must be at least 1")
         _check(self.max_wait_ms >= 0, "embedding.max_wait_ms must not be negative")
         _check(self.max_queue >= 1, "embedding.max_queue must be at least 1")
+        _check(0 <= self.head_tokens <= 254, "embedding.head_tokens must be from 0 to 254")
+        _check(0 <= self.question_tokens <= 254, "embedding.question_tokens must be from 0 to 254")
 
     @property
     def batch(self) -> BatchLimits:
@@ -152,6 +161,8 @@ class EmbeddingSettings:
             threads=self.threads,
             model=model_dir(self.model),
             compress=self.compress,
+            head_tokens=self.head_tokens,
+            question_tokens=self.question_tokens or None,
         )
 
     def calibration(self) -> Calibration | None:
@@ -490,8 +501,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
+        if value is None or (value == "auto" and type(None) in args):
+            return None  # "auto": the optional setting left to the gateway
         return _coerce(next(a for a in args if a is not type(None)), value, where)
     if origin is tuple:
         if isinstance(value, str):

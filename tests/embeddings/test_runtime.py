@@ -38,10 +38,14 @@ def _parity_texts(prompts: list[str]) -> list[str]:
 
 
 def test_parity_with_sentence_transformers(
-    embedder: OnnxEmbedder, prompts: list[str], reference_model: object
+    model_cache: Path, prompts: list[str], reference_model: object
 ) -> None:
+    # sentence-transformers keeps a long text's head: so does the model without the window
+    head_only = load_embedder(
+        EmbedderOptions(cache_dir=model_cache, head_tokens=None, question_tokens=None)
+    )
     texts = _parity_texts(prompts)
-    ours = embed_all(embedder, texts, batch_size=32)
+    ours = embed_all(head_only, texts, batch_size=32)
     reference = reference_model.encode(  # type: ignore[attr-defined]
         texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True
     )
@@ -67,6 +71,29 @@ def test_outputs_are_unit_vectors_and_empty_input_is_empty(embedder: OnnxEmbedde
 
 def test_long_texts_are_truncated_to_the_model_limit(embedder: OnnxEmbedder) -> None:
     assert embedder.token_counts(["word " * 1000]) == [256]
+    assert embedder.token_counts(["word " * 1_000_000]) == [256]  # cut before tokenizing
+
+
+def test_a_question_after_a_long_document_is_what_its_vector_says(
+    embedder: OnnxEmbedder, model_cache: Path
+) -> None:
+    head_only = load_embedder(
+        EmbedderOptions(cache_dir=model_cache, head_tokens=None, question_tokens=None)
+    )
+    document = " ".join(
+        f"Section {i}: the quarterly report lists revenue by region." for i in range(60)
+    )
+    questions = ["What was the revenue in Europe?", "Who signed the report?"]
+    long_ = [f"{document}\n\n{q}" for q in questions]
+    same_window = head_only.embed(long_)
+    assert float(same_window[0] @ same_window[1]) > 0.999  # the control: the question is cut
+    ours = embedder.embed(long_)
+    assert float(ours[0] @ ours[1]) < 0.95  # two questions about one document differ
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    # within the window a text is embedded as it is, whatever the window's settings
+    short = ["How do I reset my password?", questions[0]]
+    assert np.allclose(embedder.embed(short), head_only.embed(short), atol=1e-5)
+    assert head_only.model_id != embedder.model_id  # the window is part of the model
 
 
 def test_provider_is_chosen_and_reported(embedder: OnnxEmbedder) -> None:
@@ -74,7 +101,7 @@ def test_provider_is_chosen_and_reported(embedder: OnnxEmbedder) -> None:
 
     expected = CUDA if CUDA in ort.get_available_providers() else CPU
     assert embedder.provider == expected
-    assert embedder.model_id == "all-MiniLM-L6-v2:53aa51172d142c89:fp32"
+    assert embedder.model_id == "all-MiniLM-L6-v2:53aa51172d142c89:fp32:head64:question16"
 
 
 def test_choose_providers() -> None:
@@ -105,4 +132,4 @@ def test_int8_model_stays_close_to_fp32(
     agreement = np.diag(cosine_matrix(fp32, int8))
     assert float(agreement.min()) >= 0.98
     assert float(agreement.mean()) >= 0.99
-    assert embedder_int8.model_id.endswith(":int8")
+    assert ":int8:" in embedder_int8.model_id

@@ -34,7 +34,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, limit_s: float = 60) -> None:
+def wait_for_port(port: int, limit_s: float = 180) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         with socket.socket() as sock:
