@@ -133,3 +133,12 @@ def test_int8_model_stays_close_to_fp32(
     assert float(agreement.min()) >= 0.98
     assert float(agreement.mean()) >= 0.99
     assert ":int8:" in embedder_int8.model_id
+
+
+def test_int8_auto_quantises_on_the_cpu_only(model_cache: Path) -> None:
+    import onnxruntime as ort
+
+    auto = load_embedder(EmbedderOptions(cache_dir=model_cache, int8=None))
+    on_gpu = CUDA in ort.get_available_providers()
+    assert (":fp32:" if on_gpu else ":int8:") in auto.model_id
+    assert auto.provider == (CUDA if on_gpu else CPU)

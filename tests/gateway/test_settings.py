@@ -13,7 +13,11 @@ def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.store.url == DEFAULT_STORE_URL
     assert settings.store.resolved_index_dir() == Path("gateway.db.index")
-    assert settings.embedding.device == "auto" and not settings.embedding.int8
+    assert settings.embedding.device == "auto"
+    assert settings.embedding.int8 is None  # auto: int8 on the CPU, fp32 on a GPU
+    assert (settings.embedding.head_tokens, settings.embedding.question_tokens) == (64, 16)
+    assert settings.server.workers == 1 and settings.server.http == "auto"
+    assert settings.cache.hot_bytes > 0 and settings.cache.follow_interval_s > 0
     assert settings.embedding.batch.max_batch == 32
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
     # the shipped trained model serves by default, at the threshold its card chose
@@ -43,6 +47,12 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert settings.embedding.batch.max_wait == pytest.approx(0.005)
 
 
+@pytest.mark.parametrize(("value", "int8"), [("auto", None), ("true", True), ("false", False)])
+def test_int8_is_auto_true_or_false(value: str, int8: bool | None) -> None:
+    settings = Settings.from_env({"GATEWAY_EMBEDDING_INT8": value})
+    assert settings.embedding.int8 is int8 and settings.embedding.options().int8 is int8
+
+
 def test_postgres_has_no_index_dir_unless_configured() -> None:
     settings = Settings.from_env({"GATEWAY_STORE_URL": "postgresql://u@h/db"})
     assert settings.store.resolved_index_dir() is None
@@ -60,6 +70,12 @@ def test_postgres_has_no_index_dir_unless_configured() -> None:
         ("GATEWAY_CACHE_TOP_K", "0", "cache.top_k"),
         ("GATEWAY_CACHE_SLIDING_TTL", "sometimes", "cache.sliding_ttl"),
         ("GATEWAY_ADAPTATION_MAX_INFLIGHT", "0", "adaptation.max_inflight"),
+        ("GATEWAY_EMBEDDING_HEAD_TOKENS", "255", "embedding.head_tokens"),
+        ("GATEWAY_EMBEDDING_QUESTION_TOKENS", "-1", "embedding.question_tokens"),
+        ("GATEWAY_SERVER_WORKERS", "0", "server.workers"),
+        ("GATEWAY_SERVER_HTTP", "h2", "server.http"),
+        ("GATEWAY_CACHE_HOT_BYTES", "-1", "cache.hot_bytes"),
+        ("GATEWAY_CACHE_FOLLOW_INTERVAL_S", "0", "cache.follow_interval_s"),
         ("GATEWAY_CATEGORIES_FILE", "/nonexistent/policies.toml", "policy file not found"),
     ],
 )
