@@ -72,6 +72,7 @@ class OnnxEmbedder:
         # No arena: with a new input shape at nearly every call (texts of any length), ONNX
         # Runtime's CPU arena keeps every size it was asked for and grows without bound.
         options.enable_cpu_mem_arena = False
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(

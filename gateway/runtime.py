@@ -167,7 +167,7 @@ async def running(
         index_dir=settings.store.resolved_index_dir(),
         params=settings.index,
         executor=executor,
-        hot=HotEntries(settings.cache.hot_bytes, settings.cache.hot_max_age_s),
+        hot=HotEntries(settings.cache.hot_bytes, _hot_max_age(settings)),
     )
     metrics = Metrics()
     batcher = MicroBatcher(
@@ -232,6 +232,13 @@ async def running(
             await loop.run_in_executor(executor, cache.save_indexes)
         store.engine.dispose()
         executor.shutdown(wait=True)
+
+
+def _hot_max_age(settings: Settings) -> float:
+    """How long an answer is held in memory before it is read from the store again."""
+    if settings.cache.hot_max_age_s is not None:
+        return settings.cache.hot_max_age_s
+    return 60.0 if settings.server.workers == 1 else 2.0
 
 
 async def _follow(cache: SemanticCache, interval: float) -> None:

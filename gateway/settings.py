@@ -197,9 +197,11 @@ class CacheSettings:
     store_finish_reasons: tuple[str, ...] = ("stop", "tool_calls")
     sweep_interval_s: float = 60.0
     # The exact tier's hot answers held in memory (0: none), and how long one is held
-    # before it is read from the store again (what another process changed shows by then).
+    # before it is read from the store again (what another process changed shows by then):
+    # "auto" is 60 s with one worker (only `gateway` commands change the store behind its
+    # back), 2 s with several.
     hot_bytes: int = 64 * 1024 * 1024
-    hot_max_age_s: float = 2.0
+    hot_max_age_s: float | None = None
     # Entries other processes (other workers) store reach this one's indexes within this.
     follow_interval_s: float = 1.0
 
@@ -207,7 +209,10 @@ class CacheSettings:
         _check(self.top_k >= 1, "cache.top_k must be at least 1")
         _check(self.lookup_deadline_ms > 0, "cache.lookup_deadline_ms must be positive")
         _check(self.hot_bytes >= 0, "cache.hot_bytes must not be negative")
-        _check(self.hot_max_age_s >= 0, "cache.hot_max_age_s must not be negative")
+        _check(
+            self.hot_max_age_s is None or self.hot_max_age_s >= 0,
+            "cache.hot_max_age_s must not be negative",
+        )
         _check(self.follow_interval_s > 0, "cache.follow_interval_s must be positive")
 
 

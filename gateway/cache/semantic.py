@@ -236,10 +236,16 @@ class SemanticCache:
         embedded again by the one in service."""
         await self.index(new.partition)  # loaded before the commit: `switch` reconciles it
         entry_id = await self._run(self.store.add_entry, new)
-        if new.request_hash:  # the newest entry of a request answers it
-            self._forgotten += 1
+        if new.request_hash:  # the newest entry of a request answers it: held at once
+            self._forgotten += 1  # a read of an older entry in flight must not replace it
             tenant, namespace = new.partition.tenant, new.partition.namespace
-            self.hot.forget((tenant, namespace, new.request_hash, new.model_family))
+            hit = Hit(
+                entry_id, 1.0, "exact", new.partition.category, orjson.loads(new.response_json),
+                new.prompt_tokens, new.completion_tokens, new.cost_usd,
+            )  # fmt: skip
+            size = len(new.response_json) + len(new.text) + HELD_OVERHEAD
+            exact: ExactKey = (tenant, namespace, new.request_hash, new.model_family)
+            self.hot.put(exact, entry_id, hit, new.expires_at, size)
         if self._known is not None:
             self._known.add(new.partition)
         index = await self.index(new.partition)  # the one in service now

@@ -110,10 +110,13 @@ def test_the_exact_tier_in_memory_follows_the_store_of_its_own_cache(tmp_path: P
     async def scenario() -> None:
         first = await cache.put(_entry(embedder, text, "first"))
         now = time.time()
-        assert _answer(await cache.lookup_exact("acme", "", _key(text), now)) == "first"
-        assert _answer(cache.held_exact("acme", "", _key(text), now)) == "first"  # held
-        await cache.put(_entry(embedder, text, "second"))  # the newest entry answers
+        assert _answer(cache.held_exact("acme", "", _key(text), now)) == "first"  # held at once
+        cache.hot.clear()
         assert cache.held_exact("acme", "", _key(text), now) is None
+        assert _answer(await cache.lookup_exact("acme", "", _key(text), now)) == "first"
+        assert _answer(cache.held_exact("acme", "", _key(text), now)) == "first"  # read, held
+        await cache.put(_entry(embedder, text, "second"))  # the newest entry answers
+        assert _answer(cache.held_exact("acme", "", _key(text), now)) == "second"
         assert _answer(await cache.lookup_exact("acme", "", _key(text), now)) == "second"
         assert await cache.remove(EntryFilter(created_after=0)) == 2
         assert cache.held_exact("acme", "", _key(text), now) is None
