@@ -78,6 +78,8 @@ def test_two_supernodes_train_through_a_superlink(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "FLWR_HOME": str(home),
+        # the SuperLink starts `flower-superexec` by name: from this environment
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
         "HF_HUB_OFFLINE": "1",
     }
