@@ -34,7 +34,7 @@ def test_activate_model_switches_a_running_gateway(
         tmp_path,
         upstream_base_url=fake_upstream.base_url,
         model_cache=model_cache,
-        embedding='model = "base"',
+        embedding='model = "base"\nint8 = false',  # fp32, as the fixture compared with
     )
     env = {**gateway_env(), "GATEWAY_ADMIN_TOKEN": TOKEN}
     monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)

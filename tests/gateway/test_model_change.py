@@ -48,7 +48,9 @@ def test_a_model_is_activated_under_load_without_a_failed_request(
     make_app: AppFactory, model_cache: Path, trained_embedder: OnnxEmbedder, tmp_path: Path
 ) -> None:
     db = tmp_path / "change.db"
-    sections: dict[str, Any] = {"embedding": {"model": "base", "cache_dir": str(model_cache)}}
+    # fp32, as the model fixtures the served ids are compared with
+    embedding = {"model": "base", "cache_dir": str(model_cache), "int8": False}
+    sections: dict[str, Any] = {"embedding": embedding}
     with make_app(db=db, **sections) as client:
         for question in QUESTIONS:
             assert client.post("/v1/chat/completions", json=chat(question)).status_code == 200

@@ -118,5 +118,5 @@ def test_the_http_protocol_is_httptools_where_installed_unless_configured() -> N
     assert http_protocol("auto") == ("httptools" if installed else "h11")
     configured = uvicorn_config(None, ServerSettings(http="h11")).http
     assert isinstance(configured, type) and configured.__name__ == "GuardedH11"
-    with pytest.raises(SettingsError, match="server.http"):
+    with pytest.raises(SettingsError, match=r"server\.http"):
         ServerSettings(http="h3")
