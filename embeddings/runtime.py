@@ -85,6 +85,11 @@ class OnnxEmbedder:
         self._head = limit if head_tokens is None else head_tokens
         # the window is part of the model: a long text's vector depends on it
         self._question = question_tokens or 0
+        # Dynamic quantisation scales activations over the whole batch: an int8 text's
+        # vector would depend on the texts batched with it (cosine down to 0.98), and a
+        # borderline hit on what else was asked at that moment. int8 runs one text at a
+        # time (on a CPU, batching does not raise throughput anyway).
+        self._alone = variant == "int8"
         window = "" if head_tokens is None else f":head{head_tokens}"
         if question_tokens:
             window += f":question{question_tokens}"
@@ -120,6 +125,8 @@ class OnnxEmbedder:
         return [len(self._window(ids)) for ids in self._encoded(texts)]
 
     def _run(self, rows: list[list[int]]) -> Vectors:
+        if self._alone and len(rows) > 1:  # see __init__: one text per run
+            return np.concatenate([self._run([row]) for row in rows])
         ids = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int64)  # [PAD] is 0
         mask = np.zeros_like(ids)
         for i, row in enumerate(rows):

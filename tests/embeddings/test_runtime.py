@@ -142,3 +142,11 @@ def test_int8_auto_quantises_on_the_cpu_only(model_cache: Path) -> None:
     on_gpu = CUDA in ort.get_available_providers()
     assert (":fp32:" if on_gpu else ":int8:") in auto.model_id
     assert auto.provider == (CUDA if on_gpu else CPU)
+
+
+def test_int8_embeddings_do_not_depend_on_their_batch(
+    embedder_int8: OnnxEmbedder, prompts: list[str]
+) -> None:
+    alone = np.stack([embedder_int8.embed([text])[0] for text in prompts[:32]])
+    together = embedder_int8.embed(prompts[:32])
+    assert float(np.abs(alone - together).max()) < 1e-6
