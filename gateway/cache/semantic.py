@@ -370,10 +370,13 @@ class SemanticCache:
         at a time with a pause between chunks so that serving keeps the cores, and written
         back tagged with the model. The indexes in service keep serving meanwhile."""
         self._pending = {}
+        # the entries there are now: those stored meanwhile are caught up by `switch`, so
+        # that steady traffic cannot keep the change chasing the newest entry
+        ceiling = await self._run(self.store.last_entry_id)
         for partition in await self._run(self.store.partitions):
             index = HnswIndex(embedder.dim, model_id=embedder.model_id, params=self.params)
             self._pending[partition] = index
-            chunks = self.store.embeddings(partition, chunk=chunk)
+            chunks = self.store.embeddings(partition, chunk=chunk, up_to=ceiling)
             while (part := await self._run(next, chunks, None)) is not None:
                 ids, texts, blobs, models = part
                 await self._run(self._reembed, index, embedder, ids, texts, blobs, models)

@@ -147,8 +147,10 @@ class Store:
         *,
         ids: Iterable[int] | None = None,
         chunk: int = 4096,
+        up_to: int | None = None,
     ) -> Iterator[tuple[list[int], list[str], list[bytes], list[str]]]:
-        """Chunks of (ids, texts, embedding blobs, embedding model ids) in id order."""
+        """Chunks of (ids, texts, embedding blobs, embedding model ids) in id order (ids up
+        to `up_to` only, when given)."""
         wanted = sorted(ids) if ids is not None else None
         last = 0
         while True:
@@ -160,6 +162,8 @@ class Store:
                 .order_by(CacheEntry.id)
                 .limit(chunk)
             )
+            if up_to is not None:
+                query = query.where(CacheEntry.id <= up_to)
             if wanted is not None:
                 batch = [i for i in wanted if i > last][:chunk]
                 if not batch:
