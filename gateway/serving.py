@@ -22,7 +22,35 @@ from gateway.settings import ServerSettings
 logger = logging.getLogger(__name__)
 
 
-class GuardedH11(H11Protocol):
+class HeaderDeadline:
+    """The timer of a header deadline, for a uvicorn protocol: armed when a request's
+    headers are due, disarmed when they are complete; when it fires, the connection is
+    closed if `_waiting_for_headers()` still says so."""
+
+    header_timeout = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def _waiting_for_headers(self) -> bool:
+        return True
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._waiting_for_headers() and not self.transport.is_closing():
+            self.transport.close()
+
+
+class GuardedH11(HeaderDeadline, H11Protocol):
     """uvicorn's HTTP/1.1 protocol with a deadline for request headers.
 
     uvicorn closes a connection that stays idle between requests, but any byte postpones
@@ -30,9 +58,6 @@ class GuardedH11(H11Protocol):
     Here the headers of each request must be complete within `header_timeout` seconds of
     the connection opening or the previous response ending; the body has its own deadline
     (`server.body_timeout_s`, a 408 from the route)."""
-
-    header_timeout = 10.0
-    _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -52,29 +77,15 @@ class GuardedH11(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
-
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
+    def _waiting_for_headers(self) -> bool:
+        return self.conn.their_state is h11.IDLE
 
 
 def _guarded_httptools() -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol (llhttp, a C parser) with the same header deadline."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class GuardedHttpTools(HttpToolsProtocol):
-        header_timeout = 10.0
-        _header_timer: asyncio.TimerHandle | None = None
-
+    class GuardedHttpTools(HeaderDeadline, HttpToolsProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
@@ -91,20 +102,6 @@ def _guarded_httptools() -> type[asyncio.Protocol]:
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_late(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
 
     return GuardedHttpTools
 
