@@ -67,7 +67,11 @@ async def _load(
             )
             latencies.append((time.perf_counter() - began) * 1000)
             kind = response.headers.get("x-cache", f"status {response.status_code}")
-            kind = f"{kind} ({response.headers['x-cache-bypass']})" if kind == "bypass" else kind
+            kind = (
+                f"{kind} ({response.headers['x-cache-bypass-reason']})"
+                if kind == "bypass"
+                else kind
+            )
             outcomes[kind] = outcomes.get(kind, 0) + 1
 
     await asyncio.gather(*(caller() for _ in range(clients)))

@@ -62,6 +62,9 @@ def adapt(policy: Policy, load: float) -> Effective:
     return Effective(round(threshold, 4), ttl, share)
 
 
+NEVER = 2.0  # a threshold no cosine reaches
+
+
 @dataclass(frozen=True)
 class Acceptance:
     """What a candidate of one category must meet to be served."""
@@ -75,11 +78,14 @@ def acceptance(
 ) -> dict[str, Acceptance]:
     """The query's own category first, then every other category whose entries it may be
     served: a paraphrase classified differently is still a hit, but only at the stricter of
-    the two effective thresholds, and never from a category that does not cache it."""
+    the two effective thresholds, and never from a category that does not cache it or
+    serves exact repeats only (`semantic = false`; its own threshold is then unreachable)."""
+    if not own.semantic:
+        return {own.name: Acceptance(NEVER, own.guard)}
     mine = adapt(own, load).threshold
     accept = {own.name: Acceptance(mine, own.guard)}
     for policy in policies.policies:
-        if policy.name != own.name and policy.refusal(temperature) is None:
+        if policy.name != own.name and policy.refusal(temperature) is None and policy.semantic:
             threshold = max(mine, adapt(policy, load).threshold)
             accept[policy.name] = Acceptance(threshold, own.guard or policy.guard)
     return accept

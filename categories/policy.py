@@ -26,6 +26,7 @@ EVICTIONS = ("lru", "lfu", "fifo")
 ROUTE_PREFERENCES = ("auto", "large", "small")
 MAX_EXAMPLES = 8
 MAX_EXAMPLE_TOKENS = 32_768
+MAX_POOL = 16
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -53,6 +54,12 @@ class Policy:
     example_k_max: int = 2
     # Which member of a route a miss goes to: auto (the router decides), large or small.
     route: str = "auto"
+    # Whether a paraphrase may be served this category's answers; false: exact repeats only.
+    semantic: bool = True
+    # Distinct answers kept per exact request: until `pool` are stored, a repeat asked above
+    # temperature 0 goes upstream (and its answer joins the pool); then a random one is
+    # served. At temperature 0 the newest is served at once.
+    pool: int = 1
     rules: tuple[str, ...] = ()  # regular expressions (case-insensitive) that claim a prompt
     prototypes: tuple[str, ...] = ()  # example prompts: the nearest one claims a prompt
     description: str = ""
@@ -85,6 +92,7 @@ class Policy:
             0 <= self.example_k_max <= MAX_EXAMPLES,
             f"{where}.example_k_max must be from 0 to {MAX_EXAMPLES}",
         )
+        _require(1 <= self.pool <= MAX_POOL, f"{where}.pool must be from 1 to {MAX_POOL}")
         _require(
             self.route in ROUTE_PREFERENCES,
             f"{where}.route must be one of {', '.join(ROUTE_PREFERENCES)}, not {self.route!r}",
@@ -112,23 +120,46 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class ClassifierSettings:
+    """`[classifier]`: how a prompt that no header or rule claims is classified."""
+
+    # With a category model that fits the embedder: its prediction, when its calibrated
+    # probability is at least this (None: the value calibrated with the model), else
+    # `default`.
+    min_confidence: float | None = None
+    # Categories the model was not trained on (added since) claim a prompt by their
+    # prototypes, when the nearest one's cosine is at least this.
+    untrained_min_similarity: float = 0.6
+    # Without a model that fits: the nearest prototype's category when its cosine is at
+    # least this, else `default`.
+    prototype_min_similarity: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("untrained_min_similarity", "prototype_min_similarity"):
+            value = getattr(self, name)
+            _require(_number(value), f"classifier.{name} must be a number")
+            _require(-1.0 <= value <= 1.0, f"classifier.{name} must be a cosine in [-1, 1]")
+        if self.min_confidence is not None:
+            ok = _number(self.min_confidence) and 0.0 <= self.min_confidence <= 1.0
+            _require(ok, "classifier.min_confidence must be a probability in [0, 1]")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+@dataclass(frozen=True)
 class PolicySet:
     """Every category's policy, in rule order, and the classifier's settings."""
 
     policies: tuple[Policy, ...]
-    # A prompt no rule claims goes to the nearest prototype's category when the cosine is
-    # at least this, else to `default`.
-    prototype_min_similarity: float = 0.5
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     by_name: Mapping[str, Policy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.policies]
         _require(DEFAULT in names, f"categories.{DEFAULT} must exist")
         _require(len(names) == len(set(names)), "categories: each name must be unique")
-        _require(
-            -1.0 <= self.prototype_min_similarity <= 1.0,
-            "classifier.prototype_min_similarity must be a cosine in [-1, 1]",
-        )
         object.__setattr__(self, "by_name", {p.name: p for p in self.policies})
 
     def __getitem__(self, name: str) -> Policy:
@@ -142,7 +173,7 @@ class PolicySet:
         policies = [policy if p.name == policy.name else p for p in self.policies]
         if policy.name not in self.by_name:  # new categories go before `default`
             policies.insert(len(policies) - 1, policy)
-        return PolicySet(tuple(policies), self.prototype_min_similarity)
+        return PolicySet(tuple(policies), self.classifier)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Policy)}
@@ -224,7 +255,7 @@ def merge(layers: list[tuple[str, Mapping[str, Any]]]) -> PolicySet:
     for where, layer in layers:
         extra = layer.get("classifier", {})
         _require(isinstance(extra, dict), f"{where}: [classifier] must be a table")
-        unknown = set(extra) - {"prototype_min_similarity"}
+        unknown = set(extra) - {f.name for f in dataclasses.fields(ClassifierSettings)}
         names = ", ".join(sorted(unknown))
         _require(not unknown, f"{where}: unknown classifier setting(s) {names}")
         classifier.update(extra)
@@ -246,12 +277,11 @@ def merge(layers: list[tuple[str, Mapping[str, Any]]]) -> PolicySet:
             raise PolicyError(f"categories.{name}: {exc}") from None
     # `default` claims what nothing else does, so it comes last; the rest keep file order.
     policies = policies[1:] + policies[:1] if policies and policies[0].name == DEFAULT else policies
-    minimum = classifier.get("prototype_min_similarity", 0.5)
-    _require(
-        isinstance(minimum, int | float) and not isinstance(minimum, bool),
-        "classifier.prototype_min_similarity must be a number",
-    )
-    return PolicySet(tuple(policies), float(minimum))
+    try:
+        settings = ClassifierSettings(**classifier)
+    except TypeError as exc:  # a comparison of a wrong type
+        raise PolicyError(f"[classifier]: {exc}") from None
+    return PolicySet(tuple(policies), settings)
 
 
 def parse_policy(name: str, table: Mapping[str, Any], base: Policy | None = None) -> Policy:

@@ -14,6 +14,7 @@ from federated.arguments import add_arguments as add_train_arguments
 from gateway.refine.command import add_arguments as add_refine_arguments
 from gateway.replay.command import add_arguments as add_replay_arguments
 from gateway.settings import Settings, SettingsError
+from gateway.train_classifier import add_arguments as add_train_classifier_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_train_arguments(train)
 
+    train_classifier = commands.add_parser(
+        "train-classifier", help="train the category model on labelled prompts and feedback"
+    )
+    add_train_classifier_arguments(train_classifier)
+
     export = commands.add_parser("export-model", help="export the embedding model to ONNX")
     export.add_argument("--int8", action="store_true", help="also build the int8 model")
     return parser
@@ -117,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from federated.train import command
 
         return command(args)
+    if args.command == "train-classifier":
+        from gateway.train_classifier import command as train_classifier
+
+        return train_classifier(args, settings)
     if args.command == "refine":
         from gateway.refine.command import command as refine_command
 
@@ -154,6 +164,7 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
 
     from categories.calibrate import PairsError, calibrate, read_pairs, report, to_json
     from categories.classifier import Classifier
+    from categories.model import load_model
     from embeddings.runtime import load_embedder
 
     target = args.target_precision
@@ -170,7 +181,8 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     embedder = load_embedder(settings.embedding.options())
-    classifier = Classifier.build(settings.policies, embedder)
+    model = load_model(settings.policy_sources.model, settings.trained_category_model())
+    classifier = Classifier.build(settings.policies, embedder, model)
     results = calibrate(
         pairs,
         embedder,

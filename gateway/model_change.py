@@ -143,7 +143,7 @@ class ModelChanger:
                 self._executor, with_overrides, gw.store, calibrated
             )
             classifier = await loop.run_in_executor(
-                self._executor, Classifier.build, policies, embedder
+                self._executor, Classifier.build, policies, embedder, gw.category_model
             )
             change.state = "switching"
             old = gw.batcher

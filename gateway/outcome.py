@@ -64,7 +64,7 @@ class Outcome:
         elif self.nearest is not None:
             headers["x-cache-nearest"] = f"{self.nearest:.4f}"
         if self.kind == "bypass" and self.bypass_reason:
-            headers["x-cache-bypass"] = self.bypass_reason
+            headers["x-cache-bypass-reason"] = self.bypass_reason
         if self.model:
             headers["x-gateway-model"] = self.model
             headers["x-gateway-route"] = self.tier

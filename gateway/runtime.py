@@ -16,6 +16,7 @@ import numpy as np
 
 from categories.classifier import Classifier
 from categories.load import LoadMonitor, LoadSettings
+from categories.model import CategoryModel, load_model
 from categories.policy import PolicySet
 from embeddings.batcher import MicroBatcher
 from embeddings.protocol import Embedder
@@ -48,7 +49,7 @@ from gateway.upstream import (
 logger = logging.getLogger(__name__)
 
 
-def _served_model(store: Store, settings: Settings) -> str:
+def served_model(store: Store, settings: Settings) -> str:
     """The model activated through the admin API, if any and if it still checks out; else
     the configured one."""
     activated = active_model(store)
@@ -79,6 +80,8 @@ class Gateway:
     # The classifier and the policies in force, replaced as one object when an operator
     # changes a policy: a request that reads it once sees one consistent snapshot.
     classifier: Classifier
+    # The category model file in force (the classifier uses it while it fits the embedder).
+    category_model: CategoryModel | None
     load: LoadMonitor
     metrics: Metrics
     admin: AdminAuth
@@ -141,7 +144,7 @@ async def running(
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(executor, open_store, settings.store.url)
     await loop.run_in_executor(executor, load_litellm)  # not on the first request
-    choice = await loop.run_in_executor(executor, _served_model, store, settings)
+    choice = await loop.run_in_executor(executor, served_model, store, settings)
     model: Embedder = (
         embedder
         if embedder is not None
@@ -174,7 +177,10 @@ async def running(
         model, settings.embedding.batch, executor=executor, on_batch=metrics.embedding_batch.observe
     )
     policies, overridden = await loop.run_in_executor(executor, with_overrides, store, configured)
-    classifier = await loop.run_in_executor(executor, _classifier, policies, model)
+    category_model = await loop.run_in_executor(
+        executor, load_model, settings.policy_sources.model, settings.trained_category_model()
+    )
+    classifier = await loop.run_in_executor(executor, _classifier, policies, model, category_model)
     journal = worker_journal(journal_dir(settings.store.resolved_index_dir()), worker)
     events = EventWriter(
         store,
@@ -204,6 +210,7 @@ async def running(
         models={m.name: m for m in models},
         routes=build_routes(routes, {m.name: m for m in models}),
         classifier=classifier,
+        category_model=category_model,
         load=LoadMonitor(settings.adaptation, _capacities(settings.adaptation, models)),
         metrics=metrics,
         admin=AdminAuth(settings.admin),
@@ -267,13 +274,17 @@ def _capacities(
     return own
 
 
-def _classifier(policies: PolicySet, model: Embedder) -> Classifier:
+def _classifier(
+    policies: PolicySet, model: Embedder, category_model: CategoryModel | None
+) -> Classifier:
     """Prototypes embedded once; if the embedder fails, rules and headers still classify."""
     try:
-        return Classifier.build(policies, model)
+        return Classifier.build(policies, model, category_model)
     except Exception:
         logger.exception("could not embed the category prototypes: classifying by rules only")
-        return Classifier(policies, np.zeros((0, model.dim), np.float32), [])
+        fits = category_model is not None and category_model.fits(model.model_id, model.dim)
+        empty = np.zeros((0, model.dim), np.float32)
+        return Classifier(policies, empty, [], category_model if fits else None)
 
 
 async def _sweep(cache: SemanticCache, interval: float, *, reconcile: bool) -> None:

@@ -24,7 +24,13 @@ from typing import Any
 from platformdirs import user_cache_dir
 
 from categories.load import LoadSettings
-from categories.policy import Calibration, PolicyError, PolicySet, load_policies
+from categories.policy import (
+    Calibration,
+    ClassifierSettings,
+    PolicyError,
+    PolicySet,
+    load_policies,
+)
 from embeddings.errors import ModelIntegrityError
 from embeddings.options import BatchLimits, EmbedderOptions
 from embeddings.trained import BASE, TRAINED, card_thresholds, model_dir
@@ -338,6 +344,13 @@ class Settings:
     # Where the policies came from: to build them again for another model's calibration.
     policy_sources: PolicySources = field(default_factory=lambda: PolicySources())
 
+    def trained_category_model(self) -> Path:
+        """Where `gateway train-classifier` writes a model, and the gateway looks for one
+        when `categories.model` names none: beside the saved indexes (else the model
+        cache)."""
+        folder = self.store.resolved_index_dir() or self.embedding.cache_dir
+        return folder / "category-model.npz"
+
     def policies_for(self, calibration: Calibration | None) -> PolicySet:
         """The configured policies under another model's thresholds."""
         return self.policy_sources.load(calibration)
@@ -388,6 +401,7 @@ class PolicySources:
 
     file: Path | None = None
     inline: Mapping[str, Any] = field(default_factory=dict)
+    model: Path | None = None  # the category model file; None: the trained or shipped one
 
     def load(self, calibration: Calibration | None) -> PolicySet:
         try:
@@ -400,21 +414,27 @@ def _default_policies() -> PolicySet:
     return load_policies(calibration=EmbeddingSettings().calibration())
 
 
+CLASSIFIER_KEYS = tuple(f.name for f in dataclasses.fields(ClassifierSettings))
+
+
 def _sources(raw: Any, env: Mapping[str, str], base: Path) -> PolicySources:
-    """`[categories]`: `file` (merged over the built-in policies), `prototype_min_similarity`,
-    and `[categories.NAME]` tables merged last."""
+    """`[categories]`: `file` (merged over the built-in policies), `model` (a category
+    model file), the `[classifier]` settings, and `[categories.NAME]` tables merged last."""
     if not isinstance(raw, dict):
         raise SettingsError("[categories] must be a table")
     table = dict(raw)
     file = env.get("GATEWAY_CATEGORIES_FILE") or table.pop("file", None)
     table.pop("file", None)
-    classifier = {}
-    if "prototype_min_similarity" in table:
-        classifier["prototype_min_similarity"] = table.pop("prototype_min_similarity")
+    classifier = {k: table.pop(k) for k in CLASSIFIER_KEYS if k in table}
     if file is not None and not isinstance(file, str):
         raise SettingsError("categories.file must be a string")
+    model = env.get("GATEWAY_CATEGORIES_MODEL") or table.pop("model", None)
+    table.pop("model", None)
+    if model is not None and not isinstance(model, str):
+        raise SettingsError("categories.model must be a string")
     path = None if file is None else base / Path(file).expanduser()
-    return PolicySources(path, {"classifier": classifier, "categories": table})
+    model_path = None if model is None else base / Path(model).expanduser()
+    return PolicySources(path, {"classifier": classifier, "categories": table}, model_path)
 
 
 def _build(raw: dict[str, Any], env: Mapping[str, str], base: Path) -> Settings:

@@ -3,7 +3,9 @@ or by the tenant it was served to (their own key). A wrong hit demotes the entry
 the index, so no paraphrase is served it again; its own exact request still is. Either way
 the pair (prompt, cached prompt, verdict) is kept as labelled data. A verdict on an answer a
 route's small model made with in-context examples also counts as one use of each example
-that helped (right) or did not (wrong): the utility the router and the selection weigh."""
+that helped (right) or did not (wrong): the utility the router and the selection weigh.
+A verdict may also name the category the prompt should have had (`category`): `gateway
+train-classifier` learns from it."""
 
 from __future__ import annotations
 
@@ -48,6 +50,9 @@ async def feedback(request: Request) -> Response:
     if entry_id is None and response_id is None:
         raise InvalidRequest("name the hit: entry_id or response_id", param="entry_id")
     note = text(body, "note", max_length=MAX_NOTE) or ""
+    right_category = text(body, "category", max_length=64)
+    if right_category is not None and right_category not in gw.policies:
+        raise InvalidRequest(f"no category {right_category!r}", param="category")
     loop = asyncio.get_running_loop()
     store = gw.store
     await gw.events.flush()  # the hit being judged may have just been served
@@ -58,7 +63,7 @@ async def feedback(request: Request) -> Response:
     correct = verdict == "right"
     source = "admin" if tenant is None else "tenant"
     feedback_id = await loop.run_in_executor(
-        None, add_feedback, store, served, correct, source, note
+        None, add_feedback, store, served, correct, source, note, right_category
     )
     demoted = False
     if not correct:
@@ -77,6 +82,7 @@ async def feedback(request: Request) -> Response:
             "id": feedback_id,
             "entry_id": served.entry_id,
             "verdict": verdict,
+            "category": right_category,
             "demoted": demoted,
             "examples_credited": credited,
         },

@@ -144,6 +144,11 @@ FEEDBACK = {
         "entry_id": ENTRY["schema"],
         "response_id": {"type": "string", "maxLength": MAX_RESPONSE_ID},
         "note": {"type": "string", "maxLength": MAX_NOTE},
+        "category": {
+            "type": "string",
+            "maxLength": 64,
+            "description": "the category the prompt should have had (a configured one)",
+        },
     },
     "required": ["verdict"],
     "anyOf": [{"required": ["entry_id"]}, {"required": ["response_id"]}],

@@ -30,7 +30,9 @@ async def _apply(gw: Gateway, policies: PolicySet) -> None:
     loop = asyncio.get_running_loop()
     examples = [(p.name, p.rules, p.prototypes) for p in policies.policies]
     if examples != [(p.name, p.rules, p.prototypes) for p in gw.policies.policies]:
-        gw.classifier = await loop.run_in_executor(None, Classifier.build, policies, gw.embedder)
+        gw.classifier = await loop.run_in_executor(
+            None, Classifier.build, policies, gw.embedder, gw.category_model
+        )
     else:
         gw.classifier = gw.classifier.with_policies(policies)
 
@@ -72,7 +74,7 @@ async def _change(gw: Gateway, method: str, name: str, body: dict[str, Any]) -> 
         gw.overridden.discard(name)
         restored = gw.settings.policies.by_name.get(name)
         remaining = [p for p in gw.policies.policies if p.name != name]
-        rebuilt = PolicySet(tuple(remaining), gw.policies.prototype_min_similarity)
+        rebuilt = PolicySet(tuple(remaining), gw.policies.classifier)
         await _apply(gw, rebuilt.replace(restored) if restored else rebuilt)
         return JSONResponse({"object": "policy.deleted", "name": name, "restored": bool(restored)})
     # What GET shows besides the fields: a policy read may be written back as it is.

@@ -29,6 +29,7 @@ from gateway.store.entries import (
     LookupEntry,
     Removed,
     demote_entry,
+    exact_entries,
     exact_entry,
     lookup_entries,
     remove_entries,
@@ -153,6 +154,15 @@ class SemanticCache:
             size = len(row.response_json) + len(row.text) + HELD_OVERHEAD
             self.hot.put(exact, row.id, hit, row.expires_at, size)
         return hit
+
+    async def pool(
+        self, tenant: str, namespace: str, key: RequestKey, now: float, size: int
+    ) -> list[Hit]:
+        """Up to `size` live answers of this exact request, newest first (from the store)."""
+        rows = await self._run(
+            exact_entries, self.store, tenant, namespace, key.exact_hash, key.model, now, size
+        )
+        return [_hit(row, 1.0, "exact") for row in rows]
 
     def held_exact(self, tenant: str, namespace: str, key: RequestKey, now: float) -> Hit | None:
         """The exact tier from memory only: the hit if it is hot."""

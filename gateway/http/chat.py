@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from gateway.params import requested_model
 from gateway.routing import ROUTE_HEADER, Route, decide, routed, wanted
 from gateway.runtime import Gateway
 from gateway.settings import ModelSettings
+from gateway.store import StoreError
 from gateway.store.events import HitUpdate
 from gateway.store.queries import Partition
 
@@ -181,13 +183,18 @@ async def _lookup(
     exact: asyncio.Future[Hit | None] | None = None  # the store, asked while embedding
     if lookup:
         cache, tenant, namespace = gw.cache, caller.tenant, caller.namespace
-        hit = cache.held_exact(tenant, namespace, key, now)
-        if hit is None and cache.knows_exact(tenant, namespace, key):
-            hit = await cache.lookup_exact(tenant, namespace, key, now)
-        elif hit is None:
-            exact = asyncio.ensure_future(cache.lookup_exact(tenant, namespace, key, now))
-        if (served := _exact(policies, hit, key, cheap, decided)) is not None:
-            return served
+        try:
+            hit = cache.held_exact(tenant, namespace, key, now)
+            if hit is None and cache.knows_exact(tenant, namespace, key):
+                hit = await cache.lookup_exact(tenant, namespace, key, now)
+            elif hit is None:
+                exact = asyncio.ensure_future(cache.lookup_exact(tenant, namespace, key, now))
+            served = _exact(policies, hit, key, cheap, decided)
+            if served is not None and await _pooled(cache, caller, key, now, served):
+                return served
+        except StoreError as exc:
+            logger.warning("exact lookup failed open: %s", exc)
+            return Lookup(cheap, policies[cheap.category], bypass="store_error")
     batcher = gw.batcher  # one model for the vector and the indexes it meets
     try:
         embedding: asyncio.Future[Vectors] | None = batcher.submit(key.text)
@@ -196,7 +203,7 @@ async def _lookup(
     try:
         if exact is not None:
             served = _exact(policies, await exact, key, cheap, decided)
-            if served is not None:
+            if served is not None and await _pooled(gw.cache, caller, key, now, served):
                 return served
         if embedding is None:
             return Lookup(cheap, policies[cheap.category], bypass="lookup_queue_full")
@@ -221,6 +228,8 @@ async def _lookup(
             "semantic lookup failed open: %s", exc or type(exc).__name__, exc_info=not timeout
         )
         reason = "lookup_timeout" if timeout else "lookup_failed"
+        if isinstance(exc, StoreError):
+            reason = "store_error"
         return Lookup(cheap, policies[cheap.category], bypass=reason)
     finally:
         if embedding is not None:
@@ -241,6 +250,22 @@ def _exact(
     return Lookup(Classification(hit.category, cheap.step if decided else "exact"), entry, hit=hit)
 
 
+async def _pooled(
+    cache: SemanticCache, caller: Caller, key: RequestKey, now: float, served: Lookup
+) -> bool:
+    """Whether an exact hit is served: always, unless its category keeps a pool of answers
+    and the request is above temperature 0; then only once the pool is full, with a random
+    answer of it (until then the request goes upstream, and its answer joins the pool)."""
+    size = served.policy.pool
+    if size <= 1 or key.temperature == 0:
+        return True
+    answers = await cache.pool(caller.tenant, caller.namespace, key, now, size)
+    if len(answers) < size:
+        return False
+    served.hit = random.choice(answers)
+    return True
+
+
 async def _semantic(
     cache: SemanticCache,
     top_k: int,
@@ -258,6 +283,8 @@ async def _semantic(
     assert found.vector is not None and found.effective is not None
     policy = found.policy
     near = examples and policy.examples and policy.example_k_max > 0
+    if not near and not (hits and policy.semantic):
+        return  # nothing to search for: exact repeats only, and no examples
     semantic = await cache.lookup_semantic(
         caller.tenant,
         caller.namespace,

@@ -65,6 +65,19 @@ def savings_chart(series: list[float]) -> str:
     )
 
 
+def bypass_table(by_category: dict[str, dict[str, Any]]) -> str:
+    """Why requests bypassed the cache, per category: where money was not saved."""
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(reason)}</td><td>{count}</td></tr>"
+        for name, tally in by_category.items()
+        for reason, count in tally.get("bypass_reasons", {}).items()
+    )
+    if not rows:
+        return ""
+    head = "<tr><th>category</th><th>bypass reason</th><th>requests</th></tr>"
+    return f"<h2>Bypassed, and why</h2><table>{head}{rows}</table>"
+
+
 def category_chart(by_category: dict[str, dict[str, Any]]) -> str:
     names = list(by_category)
     bars = []
@@ -179,6 +192,7 @@ def page(figures: dict[str, Any]) -> str:
     ]
     if figures.get("threshold_sweep"):
         charts.append(sweep_chart(figures["threshold_sweep"]))
+    charts.append(bypass_table(figures["by_category"]))
     data = json.dumps(figures).replace("</", "<\\/")
     name = html.escape(figures["workload"]["name"])
     return (

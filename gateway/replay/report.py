@@ -5,7 +5,7 @@ the same question."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,11 @@ def _tally(results: list[Result], judged: list[bool | None]) -> dict[str, Any]:
         "cost_saved_usd": round(sum(r.cost_usd for r in hits), 6),
         "false_hits": false,
         "precision": round(right / (right + false), 4) if right + false else None,
+        "bypass_reasons": dict(
+            Counter(
+                r.bypass_reason or "unknown" for r in results if r.outcome == "bypass"
+            ).most_common()
+        ),
     }
 
 

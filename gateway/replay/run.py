@@ -45,6 +45,7 @@ class Result:
     route: str | None = None  # misses of a route: the member that answered (small, large)
     examples: int = 0  # in-context examples the small member was given
     routing_saved_usd: float | None = None  # the large member's price less the small's
+    bypass_reason: str | None = None  # bypasses: why the cache was not used
 
 
 @contextmanager
@@ -198,4 +199,5 @@ def _result(request: Request, response: Any, latency: float) -> Result:
         upstream_ms=None,
         route=headers.get("x-gateway-route") if headers.get("x-gateway-route-reason") else None,
         examples=int(examples.split(";")[0].removeprefix("count=")) if examples else 0,
+        bypass_reason=headers.get("x-cache-bypass-reason") if outcome == "bypass" else None,
     )

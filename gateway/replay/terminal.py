@@ -24,6 +24,10 @@ def _pair(values: dict[str, float | None]) -> str:
     return f"{_ms(values['p50'])} / {_ms(values['p95'])}"
 
 
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in reasons.items()) or "-"
+
+
 def show(figures: dict[str, Any], console: Console) -> None:
     workload = figures["workload"]
     title = (
@@ -91,6 +95,7 @@ def show(figures: dict[str, Any], console: Console) -> None:
         "false hits",
         "precision",
         "break-even hit rate",
+        "bypassed: why",
     ):
         categories.add_column(column, justify="right" if column != "category" else "left")
     for name, c in figures["by_category"].items():
@@ -102,6 +107,7 @@ def show(figures: dict[str, Any], console: Console) -> None:
             str(c["false_hits"]) if workload["labelled"] else "-",
             _share(c["precision"]),
             _share(c["break_even_hit_rate"]),
+            _reasons(c["bypass_reasons"]),
         )
     console.print(categories)
 

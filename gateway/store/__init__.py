@@ -1,5 +1,7 @@
 """The durable store: SQLAlchemy models, queries, and migrations to apply at start."""
 
+from sqlalchemy.exc import SQLAlchemyError as StoreError  # any failure of the database
+
 from gateway.settings import sqlite_path
 from gateway.store.database import open_engine
 from gateway.store.migrate import upgrade
@@ -14,6 +16,7 @@ __all__ = [
     "Partition",
     "RequestEvent",
     "Store",
+    "StoreError",
     "decode_vectors",
     "open_engine",
     "open_store",

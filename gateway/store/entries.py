@@ -77,6 +77,21 @@ def exact_entry(
     store: Store, tenant: str, namespace: str, request_hash: str, model: str, now: float
 ) -> LookupEntry | None:
     """The newest live entry of this exact request (demoted or not)."""
+    found = exact_entries(store, tenant, namespace, request_hash, model, now, 1)
+    return found[0] if found else None
+
+
+def exact_entries(
+    store: Store,
+    tenant: str,
+    namespace: str,
+    request_hash: str,
+    model: str,
+    now: float,
+    limit: int,
+) -> list[LookupEntry]:
+    """The newest `limit` live entries of this exact request (demoted or not), newest
+    first: a category's pool of answers."""
     query = (
         select(*_LOOKUP_COLUMNS)
         .where(
@@ -87,11 +102,10 @@ def exact_entry(
             (CacheEntry.expires_at.is_(None)) | (CacheEntry.expires_at > now),
         )
         .order_by(CacheEntry.id.desc())
-        .limit(1)
+        .limit(limit)
     )
     with store.engine.connect() as connection:
-        row = connection.execute(query).first()
-    return LookupEntry(*row) if row is not None else None
+        return [LookupEntry(*row) for row in connection.execute(query)]
 
 
 def lookup_entries(store: Store, ids: Iterable[int]) -> dict[int, LookupEntry]:

@@ -64,7 +64,14 @@ def _ids(examples: str | None) -> tuple[int, ...]:
     return tuple(int(i) for i in (examples or "").split(",") if i.strip().isdigit())
 
 
-def add_feedback(store: Store, served: Served, correct: bool, source: str, note: str) -> int:
+def add_feedback(
+    store: Store,
+    served: Served,
+    correct: bool,
+    source: str,
+    note: str,
+    right_category: str | None = None,
+) -> int:
     row = Feedback(
         ts=time.time(),
         tenant=served.tenant,
@@ -77,6 +84,7 @@ def add_feedback(store: Store, served: Served, correct: bool, source: str, note:
         entry_text=served.entry_text,
         source=source,
         note=note,
+        right_category=right_category,
     )
     with store.session() as session, session.begin():
         session.add(row)
@@ -98,3 +106,15 @@ def feedback_pairs(
             if prompt and prompt != cached:
                 pairs.setdefault(owner, []).append((cached, prompt, int(correct)))
     return pairs
+
+
+def category_labels(store: Store) -> list[tuple[str, str]]:
+    """(prompt, category) for every verdict that named the category a prompt should have
+    had, oldest first: the judged prompt, or the entry's when the prompt was not logged."""
+    with store.session() as session:
+        rows = session.execute(
+            select(Feedback.prompt, Feedback.entry_text, Feedback.right_category)
+            .where(Feedback.right_category.is_not(None))
+            .order_by(Feedback.id)
+        )
+        return [(prompt or text, str(category)) for prompt, text, category in rows]

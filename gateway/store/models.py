@@ -132,6 +132,8 @@ class Feedback(Base):
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     entry_text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(16))  # admin or tenant
+    # The category the judged prompt should have had (`gateway train-classifier` learns it).
+    right_category: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     __table_args__ = (Index("ix_feedback_ts", "ts"),)

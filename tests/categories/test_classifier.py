@@ -21,7 +21,7 @@ def classify(classifier: Classifier, embedder: OnnxEmbedder, text: str, header: 
     return classifier.classify(text, embedder.embed([text])[0], header)
 
 
-def test_order_header_then_rules_then_prototype_then_default(
+def test_without_a_model_header_then_rules_then_prototype_then_default(
     classifier: Classifier, embedder: OnnxEmbedder
 ) -> None:
     fenced = "Why does this fail?\n```python\nprint(x[0])\n```"
@@ -32,7 +32,8 @@ def test_order_header_then_rules_then_prototype_then_default(
     assert (decided.category, decided.step) == ("sensitive", "header")
     # An unknown category in the header is ignored: the next step decides.
     assert classify(classifier, embedder, fenced, header="nope").step == "rule"
-    weather = classify(classifier, embedder, "Will it rain in Oslo today?")
+    assert classifier.model is None  # the shipped model was trained on another embedder
+    weather = classify(classifier, embedder, "What is the weather forecast for Oslo tomorrow?")
     assert (weather.category, weather.step) == ("time_sensitive", "rule")
     poem = classify(classifier, embedder, "Write a poem about my grandmother's garden")
     assert (poem.category, poem.step) == ("creative", "rule")

@@ -100,11 +100,13 @@ def test_acceptance_takes_the_stricter_threshold_and_skips_refusing_categories()
     accept = acceptance(policies, policies["factual"], 0.0, None)
     assert next(iter(accept)) == "factual" and accept["factual"].threshold == 0.92
     assert accept["code"].threshold == 0.96 and accept["default"].threshold == 0.93
-    assert "creative" not in accept  # never cached, never served
+    assert "creative" not in accept  # exact repeats only: never a paraphrase's hit
+    own = acceptance(policies, policies["creative"], 0.0, None)
+    assert list(own) == ["creative"] and own["creative"].threshold > 1.0
     busy = acceptance(policies, policies["factual"], 1.0, None)
     assert busy["factual"].threshold == policies["factual"].threshold_floor
     hot = acceptance(policies, policies["factual"], 0.0, 0.9)
-    assert set(hot) == {p.name for p in policies.policies if p.enabled}
+    assert set(hot) == {p.name for p in policies.policies if p.enabled and p.semantic}
     assert acceptance(policies, policies["factual"], 0.0, 1.5) == {
         "factual": accept["factual"]
     }  # the own category's refusal is the caller's to check

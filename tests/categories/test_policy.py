@@ -16,7 +16,8 @@ def test_builtin_policies() -> None:
         DEFAULT,
     }  # fmt: skip
     assert names[-1] == DEFAULT  # claims what nothing else does
-    assert not policies["creative"].enabled
+    creative = policies["creative"]  # exact repeats only, one answer each
+    assert creative.enabled and not creative.semantic and creative.pool == 1
     assert policies["time_sensitive"].ttl_seconds <= 3600
     assert policies["sensitive"].threshold > policies[DEFAULT].threshold
     assert policies["conversation"].threshold < policies[DEFAULT].threshold
@@ -42,7 +43,7 @@ def test_user_file_merges_field_by_field_and_adds_categories(tmp_path: Path) -> 
     assert recipes.ttl_seconds == 60.0 and recipes.prototypes
     assert recipes.threshold == builtin[DEFAULT].threshold  # inherited from default
     assert recipes.rules == ()  # rules are never inherited
-    assert policies.prototype_min_similarity == 0.4
+    assert policies.classifier.prototype_min_similarity == 0.4
     assert policies.policies[-1].name == DEFAULT
 
 

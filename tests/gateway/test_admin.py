@@ -109,7 +109,11 @@ def test_stats_count_outcomes_savings_and_false_hits(admin_client: TestClient) -
     hit = ask(admin_client, "Who was the author of the novel Frankenstein?", "sk-alice")
     assert hit.headers["x-cache"] == "hit"
     ask(admin_client, "Who wrote the novel Frankenstein?", "sk-alice")  # exact hit
-    ask(admin_client, "Write a poem about rain", "sk-bob")  # creative: bypass
+    admin_client.post(  # creative, above its max_temperature: a bypass
+        "/v1/chat/completions",
+        json=chat("Write a poem about rain", temperature=1.5),
+        headers={"authorization": "Bearer sk-bob"},
+    )
     assert (
         admin_client.post(
             "/admin/feedback",
@@ -134,7 +138,7 @@ def test_stats_count_outcomes_savings_and_false_hits(admin_client: TestClient) -
     assert totals["added_latency_ms"]["p50"] is not None
     category = hit.headers["x-cache-category"]
     assert stats["by_category"][category]["hits"] >= 1
-    assert stats["by_category"]["creative"]["bypasses"] == 1
+    assert stats["by_category"]["creative"]["bypasses"] == 1  # temperature_above_limit
     assert len(stats["by_tenant"]) == 2 and "sk-alice" not in json.dumps(stats)
     assert stats["by_model"]["gpt-4o-mini"]["requests"] == 4
     empty = admin_client.get("/admin/stats?until=1000", headers=ADMIN).json()

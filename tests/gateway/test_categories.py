@@ -29,20 +29,50 @@ def entries(client: TestClient) -> list[SimpleNamespace]:
     return [SimpleNamespace(**row) for row in stored_entries(client)]
 
 
-def test_creative_is_not_cached_and_temperature_is_per_category(
+def test_creative_serves_exact_repeats_only_and_temperature_is_per_category(
     client: TestClient, upstream: FakeUpstream
 ) -> None:
-    for _ in range(2):
-        poem = ask(client, "Write a poem about the sea at dawn")
-        assert poem.headers["x-cache"] == "bypass"
-        assert poem.headers["x-cache-category"] == "creative"
-        assert "x-cache-threshold" not in poem.headers
-    assert count_entries(client) == 0 and len(upstream.calls) == 2
-    # 1.5 is above every built-in category's limit: not cached, whatever the category.
-    hot = ask(client, "What is the boiling point of water?", temperature=1.5)
-    assert hot.headers["x-cache"] == "bypass" and count_entries(client) == 0
+    poem = "Write a poem about the sea at dawn"
+    first = ask(client, poem, temperature=0.9)
+    assert (first.headers["x-cache"], first.headers["x-cache-category"]) == ("miss", "creative")
+    again = ask(client, poem, temperature=0.9)  # the same prompt asked again is a repeat
+    assert (again.headers["x-cache"], again.headers["x-cache-tier"]) == ("hit", "exact")
+    assert again.json()["choices"] == first.json()["choices"]
+    # A paraphrase wants its own poem: no semantic hit from a creative entry.
+    near = ask(client, "Write a poem about the sea at sunrise", temperature=0.9)
+    assert near.headers["x-cache"] == "miss"
+    assert len(upstream.calls) == 2 and count_entries(client) == 2
+    # Above the category's max_temperature (1.0): not cached, and the header says why.
+    hot = ask(client, poem, temperature=1.5)
+    assert hot.headers["x-cache"] == "bypass"
+    assert hot.headers["x-cache-bypass-reason"] == "temperature_above_limit"
+    assert len(upstream.calls) == 3 and count_entries(client) == 2
     events = request_events(client)
     assert [(e.category, e.category_step) for e in events[:2]] == [("creative", "rule")] * 2
+    assert events[-1].bypass_reason == "temperature_above_limit"
+
+
+def test_a_pool_keeps_distinct_answers_and_serves_one_once_full(
+    make_fast_app: AppFactory, upstream: FakeUpstream
+) -> None:
+    with make_fast_app(categories={"creative": {"pool": 3}}) as client:
+        story = "Write a short story about a lighthouse keeper"
+        kinds = [ask(client, story, temperature=0.8).headers["x-cache"] for _ in range(3)]
+        assert kinds == ["miss"] * 3  # the pool fills: each asks the upstream
+        pooled = {e.id for e in entries(client)}
+        assert len(pooled) == 3 and len(upstream.calls) == 3
+        served = set()
+        for _ in range(24):
+            response = ask(client, story, temperature=0.8)
+            assert response.headers["x-cache"] == "hit"
+            served.add(int(response.headers["x-cache-entry"]))
+        assert served <= pooled and len(served) >= 2  # random among the pool (p of 1: 3^-23)
+        assert len(upstream.calls) == 3
+        # At temperature 0 a stored answer is served at once, pool full or not.
+        other = "Write a limerick about a cat"
+        assert ask(client, other, temperature=0).headers["x-cache"] == "miss"
+        assert ask(client, other, temperature=0).headers["x-cache"] == "hit"
+        assert ask(client, other, temperature=0.8).headers["x-cache"] == "miss"  # filling
 
 
 def test_policy_decides_ttl_threshold_and_partition(client: TestClient) -> None:

@@ -41,7 +41,7 @@ def test_fail_open_with_a_broken_embedder(
         response = client.post("/v1/chat/completions", json=chat("Is water wet?"))
         assert response.status_code == 200
         assert response.headers["x-cache"] == "bypass"
-        assert response.headers["x-cache-bypass"] == "lookup_failed"
+        assert response.headers["x-cache-bypass-reason"] == "lookup_failed"
         assert count_entries(client) == 0
         events = request_events(client)
         assert [(e.outcome, e.bypass_reason) for e in events] == [("bypass", "lookup_failed")]
@@ -62,7 +62,7 @@ def test_fail_open_with_a_slow_embedder(
             response = client.post("/v1/chat/completions", json=chat("Is fire hot?"))
             assert response.status_code == 200
             assert response.headers["x-cache"] == "bypass"
-            assert response.headers["x-cache-bypass"] == "lookup_timeout"
+            assert response.headers["x-cache-bypass-reason"] == "lookup_timeout"
             assert len(upstream.calls) == 1
     finally:
         gate.set()

@@ -50,7 +50,7 @@ def test_misses_that_failed_open_are_stored_after_their_answer(make_fast_app: Ap
         def ask(text: str) -> tuple[str, str]:
             response = client.post("/v1/chat/completions", json=chat(text, model="sim"))
             assert response.status_code == 200, response.text
-            return response.headers["x-cache"], response.headers.get("x-cache-bypass", "")
+            return response.headers["x-cache"], response.headers.get("x-cache-bypass-reason", "")
 
         with ThreadPoolExecutor(max_workers=12) as pool:
             answers = list(pool.map(ask, prompts))
@@ -76,7 +76,7 @@ def test_no_store_is_honoured_when_the_lookup_failed_open(make_fast_app: AppFact
             json=chat("is this stored anywhere?", model="sim"),
             headers={"cache-control": "no-store"},
         )
-        assert response.headers["x-cache-bypass"] == "lookup_timeout"
+        assert response.headers["x-cache-bypass-reason"] == "lookup_timeout"
         settle(client)
         assert count_entries(client) == 0
 
@@ -87,7 +87,7 @@ def test_a_late_category_brings_its_own_ttl(make_fast_app: AppFactory) -> None:
     slow = Slow(0.2)
     with make_fast_app(embedder_=slow, cache={"lookup_deadline_ms": 20}) as client:
         response = client.post("/v1/chat/completions", json=chat(prompt, model="sim"))
-        assert response.headers["x-cache-bypass"] == "lookup_timeout"
+        assert response.headers["x-cache-bypass-reason"] == "lookup_timeout"
         assert response.headers["x-cache-category"] == "default"
         settle(client)
         (entry,) = stored_entries(client)
