@@ -1,20 +1,28 @@
 """Categories, measured on public labelled data.
 
-1. Classification: accuracy per category and the confusion matrix, on arena-hard-v2
-   (coding, math, creative writing), SituatedQA (is_dependent: time-sensitive, else
-   factual) and CLINC150 (intents mapped to categories below).
+1. Classification: precision and recall per category on the held-out test split of the
+   labelled prompts (`categories.labelled`: arena-hard-v2, SituatedQA dev, CLINC150 test,
+   CoNaLa, GPTeacher, QQP questions), rules first and then the category model, against the
+   rules and prototypes alone (and an earlier policy file with `--before`); the share of
+   QQP questions sent to time_sensitive, the SituatedQA dev time-sensitive questions found,
+   and the cost of the step after the rules. Then a replay of ShareGPT prompts asked twice:
+   which repeats each category serves, and why the others bypassed.
 2. Per-category thresholds against one global threshold, on the QQP pairs: thresholds are
    calibrated (`categories.calibrate`) on one half of the pairs, and both policies are
    scored on the other half in the cache view of bench/quality.py (each query's top-1
    neighbour among the entries of its own category, served at or above the threshold).
 
-    python -m bench.categories [--target-precision P]
+    python -m bench.categories [--target-precision P] [--before OLD_POLICIES.toml]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,98 +41,123 @@ from bench.common import (
 )
 from categories.calibrate import choose, curve
 from categories.classifier import Classifier
+from categories.labelled import public_prompts
 from categories.load import Acceptance, acceptance
+from categories.model import load_model
 from categories.policy import PolicySet, load_policies
+from categories.training import scores
 from embeddings.options import EmbedderOptions
 from embeddings.protocol import Embedder
 from embeddings.runtime import load_embedder
+from embeddings.trained import shipped_dir
 from gateway.cache.guard import check
 from gateway.index.hnsw import HnswIndex
 from gateway.settings import IndexParams
 
-# CLINC150 intents whose answer depends on the moment, on small talk, or on health, law or
-# money; the other intents are assistant actions and personal data: `default`.
-CLINC = {
-    "time_sensitive": (
-        "weather time date exchange_rate traffic flight_status how_busy next_holiday "
-        "interest_rate travel_alert gas"
-    ),
-    "conversation": (
-        "greeting goodbye tell_joke how_old_are_you what_is_your_name are_you_a_bot "
-        "do_you_have_pets what_are_your_hobbies where_are_you_from who_made_you "
-        "who_do_you_work_for meaning_of_life fun_fact thank_you what_can_i_ask_you yes no maybe"
-    ),
-    "sensitive": (
-        "credit_score improve_credit_score taxes insurance insurance_change rollover_401k apr "
-        "report_fraud vaccines w2 income credit_limit"
-    ),
-    "math": "calculator measurement_conversion",
-}
-ARENA = {"coding": "code", "math": "math", "creative_writing": "creative"}
+
+def classification(
+    embedder: Embedder, policies: PolicySet, data: Path, before: PolicySet | None
+) -> dict[str, object]:
+    """The held-out test split of the labelled prompts (`categories.labelled`), classified
+    as the gateway does: rules first, then the model (or, for comparison, the prototypes
+    alone, and the rules and prototypes of an earlier policy file)."""
+    rows = [r for r in public_prompts(data) if r.split == "test"]
+    vectors = embed_cached(embedder, [r.text for r in rows], "category-test-split")
+    model = load_model(None)
+    classifiers = {"rules + model": Classifier.build(policies, embedder, model)}
+    classifiers["rules + prototypes"] = Classifier.build(policies, embedder)
+    if before is not None:
+        classifiers["before: rules + prototypes"] = Classifier.build(before, embedder)
+    names = [p.name for p in policies.policies]
+    results: dict[str, object] = {}
+    for label, classifier in classifiers.items():
+        found = [
+            classifier.classify(r.text, v).category for r, v in zip(rows, vectors, strict=True)
+        ]
+        result = scores([r.category for r in rows], found, names).to_dict()
+        qqp = [f for r, f in zip(rows, found, strict=True) if r.source == "qqp"]
+        dependent = [
+            f
+            for r, f in zip(rows, found, strict=True)
+            if r.source == "situatedqa" and r.category == "time_sensitive"
+        ]
+        result["qqp_to_time_sensitive"] = sum(f == "time_sensitive" for f in qqp) / len(qqp)
+        result["situatedqa_dev_time_sensitive_found"] = sum(
+            f == "time_sensitive" for f in dependent
+        ) / len(dependent)
+        results[label] = result
+    print(f"\nheld-out test split: {len(rows)} labelled prompts; precision / recall\n")
+    print_table(
+        ["category", "prompts", *classifiers],
+        [
+            [name, results["rules + model"]["per_category"][name]["prompts"]]  # type: ignore[index]
+            + [
+                "{precision:.3f} / {recall:.3f}".format(**r["per_category"][name])  # type: ignore[index]
+                for r in results.values()
+            ]
+            for name in names
+        ],
+    )
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "qqp_to_time_sensitive",
+        "situatedqa_dev_time_sensitive_found",
+    ):
+        print(f"{key:>38}: " + "  ".join(f"{r[key]:.3f}" for r in results.values()))  # type: ignore[index]
+    results["cost_us_per_request"] = _cost(classifiers["rules + model"], vectors)
+    print(f"classification from the embedding: {results['cost_us_per_request']:.1f} us a request")
+    return results
 
 
-def labelled_prompts(data: Path) -> list[tuple[str, str, str]]:
-    """(source, prompt, expected category)."""
-    rows: list[tuple[str, str, str]] = []
-    for line in (data / "categories" / "arena_hard_v2.jsonl").read_text().split("\n"):
-        if not line.strip():
-            continue
-        item = json.loads(line)
-        rows.append(("arena_hard_v2", item["prompt"], ARENA[item["subcategory"]]))
-    for line in (data / "categories" / "situatedqa_temporal_dev.jsonl").read_text().split("\n"):
-        if not line.strip():
-            continue
-        item = json.loads(line)
-        expected = "time_sensitive" if item["is_dependent"] == "yes" else "factual"
-        rows.append(("situatedqa", item["question"], expected))
-    intents = {i: c for c, names in CLINC.items() for i in names.split()}
-    clinc = json.loads((data / "categories" / "clinc150.json").read_text())
-    for text, intent in clinc["test"]:
-        rows.append(("clinc150", text, intents.get(intent, "default")))
-    return rows
+def _cost(classifier: Classifier, vectors: npt.NDArray[np.float32]) -> float:
+    """Median time of the step after the rules (model and prototypes), per request."""
+    times = []
+    for vector in vectors[:2000]:
+        began = time.perf_counter()
+        classifier.nearest(vector)
+        times.append(time.perf_counter() - began)
+    return float(np.median(times) * 1e6)
 
 
-def classification(embedder: Embedder, classifier: Classifier, data: Path) -> dict[str, object]:
-    rows = labelled_prompts(data)
-    vectors = embed_cached(embedder, [r[1] for r in rows], "category-prompts")
-    found = [
-        classifier.classify(text, vector)
-        for (_, text, _), vector in zip(rows, vectors, strict=True)
+def creative_repeats(data: Path, prompts: int) -> dict[str, object]:
+    """A replay (`gateway replay`, simulated upstream, the model served by default) of
+    real ShareGPT first turns, each asked twice: per category, how many repeats are served
+    and why the others bypassed."""
+    conversations = json.loads((data / "workload" / "sharegpt_prompts.json").read_text())
+    firsts = [
+        c["conversations"][0]["value"]
+        for c in conversations
+        if c["conversations"] and c["conversations"][0]["from"] == "human"
     ]
-    names = [p.name for p in classifier.policies.policies]
-    confusion = {e: Counter[str]() for e in names}
-    steps: Counter[str] = Counter()
-    by_source: dict[str, list[bool]] = {}
-    for (source, _, expected), got in zip(rows, found, strict=True):
-        confusion[expected][got.category] += 1
-        steps[got.step] += 1
-        by_source.setdefault(source, []).append(got.category == expected)
-    print(f"\nclassification of {len(rows)} labelled prompts (rows: expected, columns: found)\n")
-    table = []
-    for expected in names:
-        total = sum(confusion[expected].values())
-        if not total:
-            continue
-        right = confusion[expected][expected]
-        table.append([expected, total, right / total, *(confusion[expected][n] for n in names)])
-    print_table(["expected", "prompts", "accuracy", *names], table)
-    correct = sum(confusion[e][e] for e in names)
-    print(f"\noverall accuracy {correct / len(rows):.3f}; decided by {dict(steps)}")
-    for source, hits in by_source.items():
-        print(f"  {source}: {sum(hits) / len(hits):.3f} of {len(hits)}")
-    found_totals = Counter(g.category for g in found)
-    precision = {n: confusion[n][n] / found_totals[n] if found_totals[n] else None for n in names}
-    return {
-        "prompts": len(rows),
-        "accuracy": correct / len(rows),
-        "steps": dict(steps),
-        "by_source": {s: sum(h) / len(h) for s, h in by_source.items()},
-        "per_category": {
-            str(row[0]): {"prompts": row[1], "recall": row[2], "precision": precision[str(row[0])]}
-            for row in table
-        },
-        "confusion": {e: dict(c) for e, c in confusion.items() if c},
-    }
+    chosen = [t for t in dict.fromkeys(firsts) if t.strip() and len(t) <= 4000][:prompts]
+    with tempfile.TemporaryDirectory() as folder:
+        workload = Path(folder) / "sharegpt-twice.jsonl"
+        lines = [
+            json.dumps({"messages": [{"role": "user", "content": text}]})
+            for text in chosen + chosen
+        ]
+        workload.write_text("\n".join(lines))
+        out = Path(folder) / "replay.json"
+        subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "replay", str(workload), "--json", str(out)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        figures = json.loads(out.read_text())
+    by_category = figures["by_category"]
+    rows = [
+        [
+            name,
+            c["requests"],
+            c["hits_exact"],
+            ", ".join(f"{k} {v}" for k, v in c["bypass_reasons"].items()) or "-",
+        ]
+        for name, c in by_category.items()
+    ]
+    print(f"\n{len(chosen)} ShareGPT prompts, each asked twice (`gateway replay`)\n")
+    print_table(["category", "requests", "exact hits", "bypassed: why"], rows)
+    return {"prompts": len(chosen), "by_category": by_category}
 
 
 def cache_view(
@@ -327,18 +360,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target-precision", type=float, default=0.8)
     parser.add_argument("--skip-classification", action="store_true")
+    parser.add_argument("--skip-thresholds", action="store_true")
+    parser.add_argument(
+        "--before", type=Path, help="an earlier policies.toml, classified for comparison"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=500, help="ShareGPT prompts replayed twice (0: none)"
+    )
     add_cache_dir(parser)
     args = parser.parse_args()
     data = shared_data()
-    embedder = load_embedder(EmbedderOptions(cache_dir=args.cache_dir))
+    # The model `gateway serve` embeds with by default: the shipped adapter, int8 on a CPU.
+    embedder = load_embedder(
+        EmbedderOptions(cache_dir=args.cache_dir, model=shipped_dir(), int8=True)
+    )
     policies = load_policies()
-    classifier = Classifier.build(policies, embedder)
+    before = load_policies(args.before) if args.before else None
+    classifier = Classifier.build(policies, embedder, load_model(None))
     result: dict[str, object] = {"model": embedder.model_id}
     if not args.skip_classification:
-        result["classification"] = classification(embedder, classifier, data)
-    result["thresholds"] = thresholds_vs_global(
-        embedder, classifier, policies, data, args.target_precision
-    )
+        result["classification"] = classification(embedder, policies, data, before)
+    if args.repeats:
+        result["creative_repeats"] = creative_repeats(data, args.repeats)
+    if not args.skip_thresholds:
+        result["thresholds"] = thresholds_vs_global(
+            embedder, classifier, policies, data, args.target_precision
+        )
     write_json("categories", result)
 
 

@@ -337,7 +337,7 @@ def test_upstreams_show_load_and_effective_thresholds(admin_client: TestClient) 
     assert busy["inflight"] == 64 and busy["load"] == 1.0 and busy["requests"] == 65
     assert busy["latency_ewma_ms"] is not None
     assert busy["effective"]["default"]["threshold"] == 0.90  # the floor
-    assert "creative" not in busy["effective"]
+    assert busy["effective"]["creative"]["ttl_seconds"] == 5184000.0  # exact repeats' TTL bends
     assert (
         models["sim"]["load"] == 0.0 and models["sim"]["effective"]["default"]["threshold"] == 0.93
     )

@@ -164,3 +164,22 @@ def test_load_lowers_the_threshold_and_relaxes_back(
             gateway.load.finished("gpt-4o-mini", 0.01)
         relaxed = ask(client, paraphrase, category="factual", max_tokens=2)
         assert relaxed.headers["x-cache-threshold"] == "0.9900"
+
+
+def test_feedback_may_name_the_category_a_prompt_should_have_had(
+    seeded_admin_client: TestClient,
+) -> None:
+    from gateway.store.feedback import category_labels
+    from tests.gateway.conftest import ADMIN
+
+    client = seeded_admin_client
+    judged = {"entry_id": 1, "verdict": "right", "category": "factual"}
+    response = client.post("/admin/feedback", json=judged, headers=ADMIN)
+    assert response.status_code == 201 and response.json()["category"] == "factual"
+    unknown = {"entry_id": 1, "verdict": "right", "category": "nope"}
+    refused = client.post("/admin/feedback", json=unknown, headers=ADMIN)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "category"
+    plain = client.post("/admin/feedback", json={"entry_id": 2, "verdict": "right"}, headers=ADMIN)
+    assert plain.status_code == 201 and plain.json()["category"] is None
+    store = client.app.state.gateway.store  # type: ignore[attr-defined]
+    assert category_labels(store) == [("What is the capital of Peru?", "factual")]

@@ -280,3 +280,27 @@ def test_a_concurrent_replay_keeps_workload_order_and_serves_repeats(tmp_path: P
 def test_concurrency_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "--concurrency", "0"]) == 2
     assert "--concurrency must be at least 1" in capsys.readouterr().err
+
+
+def test_creative_repeats_are_served_and_bypasses_are_explained_per_category(env: Path) -> None:
+    poem = "Write a poem about the first snow of winter"
+    path = write(
+        env / "work.jsonl",
+        [
+            chat("c1", poem),
+            chat("c2", poem),  # a repeat: served from the cache
+            chat("c3", poem, temperature=1.6),  # above creative's max_temperature
+            chat("c4", "What is the capital of Peru?", temperature=1.9),
+            chat("c5", "What is the capital of Peru?", stream=False, n=2),
+        ],
+    )
+    code, figures = replay(str(path), str(env / "out.json"))
+    assert code == 0
+    creative = figures["by_category"]["creative"]
+    assert (creative["requests"], creative["hits_exact"], creative["bypasses"]) == (3, 1, 1)
+    assert creative["bypass_reasons"] == {"temperature_above_limit": 1}
+    reasons: dict[str, int] = {}
+    for tally in figures["by_category"].values():
+        for reason, count in tally["bypass_reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    assert reasons == {"temperature_above_limit": 2, "n_above_1": 1}
