@@ -183,3 +183,27 @@ def test_feedback_may_name_the_category_a_prompt_should_have_had(
     assert plain.status_code == 201 and plain.json()["category"] is None
     store = client.app.state.gateway.store  # type: ignore[attr-defined]
     assert category_labels(store) == [("What is the capital of Peru?", "factual")]
+
+
+def test_the_served_model_classifies_and_a_category_added_through_the_api_joins(
+    make_app: AppFactory, trained_embedder: Any
+) -> None:
+    from tests.gateway.conftest import ADMIN
+
+    with make_app(embedder_=trained_embedder) as client:
+        assert client.app.state.gateway.classifier.model is not None  # type: ignore[attr-defined]
+        asked = ask(client, "Who won the last Super Bowl?")
+        step = (asked.headers["x-cache-category"], asked.headers["x-cache-category-step"])
+        assert step == ("time_sensitive", "model")
+        events = request_events(client)
+        assert (events[-1].category, events[-1].category_step) == ("time_sensitive", "model")
+        recipes = {"prototypes": ["How long do I bake banana bread?"], "ttl_seconds": 86400}
+        created = client.put("/admin/policies/recipes", json=recipes, headers=ADMIN)
+        assert created.status_code in (200, 201), created.text
+        near = ask(client, "How long should banana bread bake for?")
+        assert (near.headers["x-cache-category"], near.headers["x-cache-category-step"]) == (
+            "recipes",
+            "prototype",
+        )
+        other = ask(client, "Who wrote the novel Moby Dick?")
+        assert other.headers["x-cache-category-step"] == "model"
