@@ -32,11 +32,20 @@ class Caller:
     route_header: bool = True  # may choose a route's member with `x-gateway-route`
 
 
-def load_salt(settings: TenantSettings, env: dict[str, str] | None = None) -> bytes:
-    """The salt of tenant hashes: from the configured variable, else a file made once."""
+def load_salt(
+    settings: TenantSettings, env: dict[str, str] | None = None, *, shared_store: bool = False
+) -> bytes:
+    """The salt of tenant hashes: from the configured variable, else a file made once on
+    this machine. With a store other gateways may share (`shared_store`: not SQLite), the
+    variable is required: a salt per machine would give one key a tenant per replica."""
     value = (env if env is not None else os.environ).get(settings.salt_env)
     if value:
         return value.encode()
+    if shared_store:
+        raise SaltError(
+            f"set {settings.salt_env}: with a shared database every gateway must hash keys "
+            "with the same salt"
+        )
     path = Path(user_data_dir("semantic-cache-gateway")) / "tenant.salt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +57,10 @@ def load_salt(settings: TenantSettings, env: dict[str, str] | None = None) -> by
             path,
         )
     return path.read_text().strip().encode()
+
+
+class SaltError(RuntimeError):
+    """No salt is configured where one must be shared."""
 
 
 class Tenancy:

@@ -13,7 +13,7 @@ from pathlib import Path
 from federated.arguments import add_arguments as add_train_arguments
 from gateway.refine.command import add_arguments as add_refine_arguments
 from gateway.replay.command import add_arguments as add_replay_arguments
-from gateway.settings import Settings, SettingsError
+from gateway.settings import Settings, SettingsError, sqlite_path
 from gateway.train_classifier import add_arguments as add_train_classifier_arguments
 
 
@@ -201,7 +201,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.auth import load_salt
+    from gateway.auth import SaltError, load_salt
     from gateway.observe import ACCESS_LOGGER
     from gateway.serving import serve_workers, uvicorn_config
     from gateway.store import open_store
@@ -220,13 +220,17 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(handler)
         access.setLevel(logging.INFO)
+    try:  # what every worker and replica must share: a missing one is named before serving
+        salt = load_salt(settings.tenants, shared_store=sqlite_path(settings.store.url) is None)
+    except SaltError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     if server.workers == 1:
-        config = uvicorn_config(create_app(settings), server, log_level="info", access_log=False)
-        uvicorn.Server(config).run()
+        app = create_app(settings, salt=salt)
+        uvicorn.Server(uvicorn_config(app, server, log_level="info", access_log=False)).run()
         return 0
-    # Made once, before the workers fork: the schema, and the salt they must share.
+    # Made once, before the workers fork: the schema.
     open_store(settings.store.url).engine.dispose()
-    salt = load_salt(settings.tenants)
     serve_workers(
         lambda number: create_app(settings, salt=salt, worker=number),
         server,

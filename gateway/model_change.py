@@ -157,6 +157,7 @@ class ModelChanger:
                 )
                 gw.classifier = classifier
                 gw.overridden = overridden
+                gw.configured = calibrated
                 caught = await gw.cache.switch(embedder, indexes)
             await loop.run_in_executor(
                 self._executor, activate, gw.store, change.choice, embedder.model_id

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -30,11 +31,19 @@ from gateway.model_change import ModelChanger, check_choice
 from gateway.observe import Metrics
 from gateway.outcome import Recorder
 from gateway.routing import Route, build_routes
-from gateway.settings import ModelSettings, RouteSettings, Settings, calibration_of
+from gateway.settings import (
+    ModelSettings,
+    RouteSettings,
+    Settings,
+    calibration_of,
+    sqlite_path,
+)
 from gateway.store import open_store
 from gateway.store.active_model import active_model
+from gateway.store.changes import forget_changes
 from gateway.store.events import EventWriter, journal_dir, orphan_journals, worker_journal
 from gateway.store.journal import Journal
+from gateway.store.notify import ChangeListener
 from gateway.store.overrides import with_overrides
 from gateway.store.queries import Store
 from gateway.upstream import (
@@ -82,6 +91,8 @@ class Gateway:
     classifier: Classifier
     # The category model file in force (the classifier uses it while it fits the embedder).
     category_model: CategoryModel | None
+    # The policies of the files, for the model served, before any run-time change.
+    configured: PolicySet
     load: LoadMonitor
     metrics: Metrics
     admin: AdminAuth
@@ -106,7 +117,9 @@ class Gateway:
         return self.classifier.policies
 
 
-BACKGROUND_GRACE_S = 30.0  # how long shutdown waits for answers still being stored
+BACKGROUND_GRACE_S = 30.0
+# How long the change log is kept: a process away longer reconciles at start instead.
+CHANGE_RETENTION_S = 86_400.0  # how long shutdown waits for answers still being stored
 
 SIMULATED_MODELS = (
     ModelSettings(
@@ -172,6 +185,7 @@ async def running(
         executor=executor,
         hot=HotEntries(settings.cache.hot_bytes, _hot_max_age(settings)),
     )
+    await cache.follow()  # the change log's watermark, before any index loads
     metrics = Metrics()
     batcher = MicroBatcher(
         model, settings.embedding.batch, executor=executor, on_batch=metrics.embedding_batch.observe
@@ -206,7 +220,11 @@ async def running(
             simulated=simulated or SimulatedUpstream(profiles=SIMULATED_PROFILES), real=upstream
         ),
         events=events,
-        tenancy=Tenancy(settings.tenants, salt or load_salt(settings.tenants)),
+        tenancy=Tenancy(
+            settings.tenants,
+            salt
+            or load_salt(settings.tenants, shared_store=sqlite_path(settings.store.url) is None),
+        ),
         models={m.name: m for m in models},
         routes=build_routes(routes, {m.name: m for m in models}),
         classifier=classifier,
@@ -217,12 +235,19 @@ async def running(
         recorder=Recorder(events, metrics, log_prompts=settings.server.log_prompts),
         changer=ModelChanger(choice, executor),
         overridden=overridden,
+        configured=configured,
     )
     metrics.embedding_queue.set_function(lambda: gateway.batcher.depth)
     several = settings.server.workers > 1
+    listener = None
+    if ChangeListener.supported(store.engine):
+        listener = ChangeListener(store.engine, loop)
+        listener.start()
     tasks = [
-        asyncio.create_task(_sweep(cache, settings.cache.sweep_interval_s, reconcile=several)),
-        asyncio.create_task(_follow(cache, settings.cache.follow_interval_s)),
+        asyncio.create_task(_sweep(gateway, settings.cache.sweep_interval_s, reconcile=several)),
+        asyncio.create_task(
+            _follow(gateway, settings.cache.follow_interval_s, listener.woken if listener else None)
+        ),
     ]
     try:
         yield gateway
@@ -230,6 +255,8 @@ async def running(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if listener is not None:
+            await loop.run_in_executor(executor, listener.stop)
         if gateway.background:  # answers being stored: give them their embedding and commit
             await asyncio.wait(set(gateway.background), timeout=BACKGROUND_GRACE_S)
         await gateway.changer.aclose()
@@ -248,14 +275,55 @@ def _hot_max_age(settings: Settings) -> float:
     return 60.0 if settings.server.workers == 1 else 2.0
 
 
-async def _follow(cache: SemanticCache, interval: float) -> None:
-    """What other processes store reaches this one's indexes."""
+async def _follow(gw: Gateway, interval: float, woken: asyncio.Event | None) -> None:
+    """What every process logs (this one's and the others') reaches this one's indexes,
+    memory, policies and model: at once when the database signals a change, else every
+    `interval` seconds."""
     while True:
         try:
-            await cache.follow()
+            followed = await gw.cache.follow()
+            if followed.policies:
+                await reload_policies(gw)
+            model = followed.model
+            if model is not None and model != gw.changer.active and not gw.changer.running:
+                logger.info("another gateway activated %s: changing to it", model)
+                await gw.changer.start(gw, model)
         except Exception:
-            logger.exception("could not follow the entries other processes stored")
-        await asyncio.sleep(interval)
+            logger.exception("could not follow the changes other processes logged")
+        if woken is None:
+            await asyncio.sleep(interval)
+            continue
+        try:
+            async with asyncio.timeout(interval):
+                await woken.wait()
+        except TimeoutError:
+            pass
+        woken.clear()
+
+
+async def reload_policies(gw: Gateway) -> None:
+    """The configured policies with every override in the store (another process changed
+    one), put in force."""
+    loop = asyncio.get_running_loop()
+    async with gw.policy_lock:
+        policies, overridden = await loop.run_in_executor(
+            None, with_overrides, gw.store, gw.configured
+        )
+        await apply_policies(gw, policies)
+        gw.overridden = overridden
+
+
+async def apply_policies(gw: Gateway, policies: PolicySet) -> None:
+    """Put `policies` in force; the classifier is rebuilt when rules or prototypes changed
+    (call with `gw.policy_lock` held)."""
+    loop = asyncio.get_running_loop()
+    examples = [(p.name, p.rules, p.prototypes) for p in policies.policies]
+    if examples != [(p.name, p.rules, p.prototypes) for p in gw.policies.policies]:
+        gw.classifier = await loop.run_in_executor(
+            None, Classifier.build, policies, gw.embedder, gw.category_model
+        )
+    else:
+        gw.classifier = gw.classifier.with_policies(policies)
 
 
 def _capacities(
@@ -287,15 +355,25 @@ def _classifier(
         return Classifier(policies, empty, [], category_model if fits else None)
 
 
-async def _sweep(cache: SemanticCache, interval: float, *, reconcile: bool) -> None:
-    """Expired entries out of the store and the indexes; with other workers, also what
-    they deleted out of this one's indexes."""
+async def _sweep(gw: Gateway, interval: float, *, reconcile: bool) -> None:
+    """Expired entries out of the store and the indexes; every tenant's categories down to
+    their quotas (what concurrent processes stored past it); the change log older than
+    CHANGE_RETENTION_S; with other workers, also a reconcile of this one's indexes."""
+    cache, loop = gw.cache, asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
         try:
             removed = await cache.sweep_expired()
             if removed:
                 logger.info("swept %d expired entries", removed)
+            policies = gw.policies
+            quotas = {p.name: p.quota for p in policies.policies}
+            for tenant, category in await loop.run_in_executor(None, gw.store.over_quota, quotas):
+                policy = policies[category]
+                await cache.enforce_quota(tenant, category, policy.quota, policy.eviction)
+            await loop.run_in_executor(
+                None, forget_changes, gw.store, time.time() - CHANGE_RETENTION_S
+            )
             if reconcile:
                 await cache.reconcile_loaded()
         except Exception:

@@ -77,3 +77,10 @@ def prompt_vectors(embedder: OnnxEmbedder, prompts: list[str]) -> Vectors:
     assert vectors.shape == (10_000, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     return vectors
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.support.stores import drop_created
+
+    if not hasattr(session.config, "workerinput"):
+        drop_created()

@@ -12,29 +12,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from categories.classifier import Classifier
 from categories.policy import Policy, PolicyError, PolicySet, parse_policy
 from gateway.admin.common import admin, gateway, integer, json_object, text
 from gateway.errors import InvalidRequest, NotFound
 from gateway.http.responses import JSONResponse
-from gateway.runtime import Gateway
+from gateway.runtime import Gateway, apply_policies
 from gateway.store.overrides import forget_override, new_policy_base, save_override
 
 logger = logging.getLogger(__name__)
 MAX_EXAMPLES = 1000  # rules, or prototypes, in one policy
 MAX_EXAMPLE_CHARS = 4096  # of one rule, prototype or description
-
-
-async def _apply(gw: Gateway, policies: PolicySet) -> None:
-    """Put `policies` in force; the classifier is rebuilt when rules or prototypes changed."""
-    loop = asyncio.get_running_loop()
-    examples = [(p.name, p.rules, p.prototypes) for p in policies.policies]
-    if examples != [(p.name, p.rules, p.prototypes) for p in gw.policies.policies]:
-        gw.classifier = await loop.run_in_executor(
-            None, Classifier.build, policies, gw.embedder, gw.category_model
-        )
-    else:
-        gw.classifier = gw.classifier.with_policies(policies)
 
 
 def _view(overridden: set[str], policy: Policy) -> dict[str, Any]:
@@ -75,7 +62,7 @@ async def _change(gw: Gateway, method: str, name: str, body: dict[str, Any]) -> 
         restored = gw.settings.policies.by_name.get(name)
         remaining = [p for p in gw.policies.policies if p.name != name]
         rebuilt = PolicySet(tuple(remaining), gw.policies.classifier)
-        await _apply(gw, rebuilt.replace(restored) if restored else rebuilt)
+        await apply_policies(gw, rebuilt.replace(restored) if restored else rebuilt)
         return JSONResponse({"object": "policy.deleted", "name": name, "restored": bool(restored)})
     # What GET shows besides the fields: a policy read may be written back as it is.
     if body.pop("object", "policy") != "policy":
@@ -99,7 +86,7 @@ async def _change(gw: Gateway, method: str, name: str, body: dict[str, Any]) -> 
         raise InvalidRequest(str(exc), param=_field(str(exc))) from None
     await loop.run_in_executor(None, save_override, store, changed)
     gw.overridden.add(name)
-    await _apply(gw, policies)
+    await apply_policies(gw, policies)
     return JSONResponse(_view(gw.overridden, changed), status_code=201 if current is None else 200)
 
 

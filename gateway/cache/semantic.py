@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from gateway.cache.keys import RequestKey
 from gateway.index.hnsw import HnswIndex, Neighbor
 from gateway.index.sync import index_file, load_or_rebuild, reconcile
 from gateway.settings import IndexParams
+from gateway.store.changes import ChangeReader
 from gateway.store.entries import (
     EntryFilter,
     LookupEntry,
@@ -41,7 +43,15 @@ T = TypeVar("T")
 HELD_OVERHEAD = 512  # bytes a held answer costs beyond its texts (objects, the maps)
 # Ids below the last one seen that `follow` reads again: an id given out before a later one
 # may commit after it (PostgreSQL sequences do), and must not be missed.
-FOLLOW_OVERLAP = 1024
+
+
+@dataclass
+class Followed:
+    """What following the change log did, and what it leaves to the gateway."""
+
+    entries: int = 0  # entries added to or removed from the loaded indexes
+    policies: bool = False  # policies were changed: read them again
+    model: str | None = None  # a model was activated (its choice)
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,6 @@ class SemanticCache:
         self._executor = executor
         self._indexes: dict[Partition, HnswIndex] = {}
         self._loading: dict[Partition, asyncio.Lock] = {}
-        self._counts: dict[tuple[str, str], int] = {}  # entries per (tenant, category)
         # Partitions holding entries: only their indexes are searched (and so created).
         self._known: set[Partition] | None = None
         # While a model change builds the next indexes, deletions reach them too.
@@ -105,7 +114,7 @@ class SemanticCache:
         # nothing was forgotten meanwhile (`_forgotten` counts what was).
         self.hot: HotEntries[Hit] = hot if hot is not None else HotEntries(0, 0.0)
         self._forgotten = 0
-        self._followed: int | None = None  # the last entry id `follow` has seen
+        self._changes = ChangeReader(store)  # the change log, from when this cache began
 
     @property
     def model_id(self) -> str:
@@ -263,45 +272,58 @@ class SemanticCache:
             await self._run(index.add, [entry_id], new.embedding.reshape(1, -1))
         else:  # embedded by the model served before a change: embed it for this one
             await self._run(self._index_again, index, self.embedder, entry_id, new.text)
-        counted = (new.partition.tenant, new.partition.category)
-        if counted in self._counts:
-            self._counts[counted] += 1
         return entry_id
 
-    async def follow(self) -> int:
-        """Index the entries other processes (other workers) stored since the last call, in
-        the indexes loaded here; returns how many. (An index loaded later reads them from the
-        store; an entry another process deleted is never served, as its row is gone, and
-        leaves the indexes at the next `reconcile_loaded`.)"""
-        if self._followed is None:
-            self._followed = await self._run(self.store.last_entry_id)
-            return 0
-        rows = await self._run(
-            lambda: self.store.entries_after(max(0, self._followed or 0) - FOLLOW_OVERLAP)
-        )
-        if not rows:
-            return 0
-        self._followed = max(self._followed, rows[-1][0])
-        if self._known is not None:
-            self._known.update(partition for _, partition, _, _ in rows)
-        added: dict[Partition, list[tuple[int, bytes]]] = {}
-        for entry_id, partition, blob, model in rows:
+    async def follow(self) -> Followed:
+        """Apply what any process (another worker, another replica) logged since the last
+        call: new entries join the loaded indexes, removed and demoted ones leave them and
+        memory. Policy and model changes are returned for the gateway to apply."""
+        logged = await self._run(self._changes.read)
+        if not logged:
+            return Followed()
+        added: dict[Partition, set[int]] = {}
+        gone: list[Removed] = []
+        followed = Followed()
+        for change in logged:
+            partition = change.partition
+            if change.kind == "entry" and partition is not None:
+                if self._known is not None:
+                    self._known.add(partition)
+                added.setdefault(partition, set()).update(change.entry_ids)
+            elif change.kind in ("removed", "demoted") and partition is not None:
+                tenant, namespace, category = (
+                    partition.tenant,
+                    partition.namespace,
+                    partition.category,
+                )
+                gone += [(i, tenant, namespace, category) for i in change.entry_ids]
+                for entry_id in change.entry_ids:
+                    added.get(partition, set()).discard(entry_id)
+            elif change.kind == "policy":
+                followed.policies = True
+            elif change.kind == "model" and change.detail:
+                followed.model = change.detail
+        if gone:
+            self._unindex(gone)
+        followed.entries = len(gone) + await self._run(self._index_logged, added)
+        return followed
+
+    def _index_logged(self, added: dict[Partition, set[int]]) -> int:
+        """Add logged entries (that are still there, and of the model served) to the
+        loaded indexes (blocking)."""
+        count = 0
+        for partition, ids in added.items():
             index = self._indexes.get(partition)
-            if index is not None and model == index.model_id and entry_id not in index:
-                added.setdefault(partition, []).append((entry_id, blob))
-
-        def add() -> int:
-            count = 0
-            for partition, found in added.items():
-                index = self._indexes.get(partition)
-                if index is None or index.model_id != self.model_id:
-                    continue  # the model changed meanwhile: `switch` reconciles it
-                vectors = decode_vectors([blob for _, blob in found], index.dim)
-                index.add([entry_id for entry_id, _ in found], vectors)
-                count += len(found)
-            return count
-
-        return await self._run(add) if added else 0
+            if index is None or index.model_id != self.model_id:
+                continue  # not loaded (it reads the store when it is), or mid-change
+            missing = [i for i in ids if i not in index]
+            for found, _, blobs, models in self.store.embeddings(partition, ids=missing):
+                keep = [k for k, model in enumerate(models) if model == index.model_id]
+                if keep:
+                    vectors = decode_vectors([blobs[k] for k in keep], index.dim)
+                    index.add([found[k] for k in keep], vectors)
+                    count += len(keep)
+        return count
 
     async def reconcile_loaded(self) -> int:
         """Bring every loaded index level with the store (entries other processes deleted
@@ -318,17 +340,14 @@ class SemanticCache:
         self, tenant: str, category: str, quota: int, eviction: str, *, keep: int | None = None
     ) -> int:
         """Evict (tenant, category) down to `quota` entries, by the policy's `eviction`, from
-        the store and the indexes together, sparing `keep`. Returns how many were evicted."""
-        counted = (tenant, category)
-        if counted not in self._counts:
-            self._counts[counted] = await self._run(self.store.count_category, tenant, category)
-        excess = self._counts[counted] - quota
-        if excess <= 0:
-            return 0
+        the store and the indexes together, sparing `keep`. Counted and trimmed in SQL, in
+        one transaction: exact whatever other processes store meanwhile (the last to trim
+        sees every entry committed before it). Returns how many were evicted."""
         victims = await self._run(
-            lambda: self.store.evict(tenant, category, excess, eviction, keep=keep)
+            lambda: self.store.trim(tenant, category, quota, eviction, keep=keep)
         )
-        self._counts[counted] -= len(victims)
+        if not victims:
+            return 0
         self._forget([entry_id for entry_id, _ in victims])
         for entry_id, namespace in victims:
             for index in self._loaded(Partition(tenant, namespace, category)):
@@ -357,7 +376,6 @@ class SemanticCache:
     def _unindex(self, rows: list[Removed]) -> None:
         self._forget([row[0] for row in rows])
         for entry_id, tenant, namespace, category in rows:
-            self._counts.pop((tenant, category), None)  # recounted when next needed
             for index in self._loaded(Partition(tenant, namespace, category)):
                 index.delete([entry_id])
 
@@ -457,10 +475,20 @@ class SemanticCache:
         return await self._run(search)
 
     def save_indexes(self) -> None:
+        """Write the loaded indexes to `index_dir`, unless another process sharing the
+        folder is writing them now (an exclusive lock on `index_dir/.lock`): one writer at
+        a time; each file is replaced atomically, so readers see an old or a new one."""
         if self.index_dir is None:
             return
-        for partition, index in self._indexes.items():
-            index.save(index_file(self.index_dir, partition))
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with (self.index_dir / ".lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("another process is saving the indexes in %s", self.index_dir)
+                return
+            for partition, index in self._indexes.items():
+                index.save(index_file(self.index_dir, partition))
 
 
 def _examples(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from gateway.store.changes import log_change
 from gateway.store.models import ActiveModel, CacheEntry
 from gateway.store.queries import Store
 
@@ -34,6 +35,7 @@ def activate(store: Store, choice: str, model_id: str) -> None:
             )
         else:
             row.choice, row.model_id, row.activated_at = choice, model_id, time.time()
+        log_change(session, "model", choice)
 
 
 def stale_ids(store: Store, model_id: str, *, batch: int = 1000) -> Iterator[list[int]]:

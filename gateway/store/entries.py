@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 
 from sqlalchemy import ColumnElement, delete, select, update
 
+from gateway.store.changes import log_entries
 from gateway.store.models import CacheEntry
 from gateway.store.queries import Store
 
@@ -153,6 +154,7 @@ def remove_entries(store: Store, matching: EntryFilter) -> list[Removed]:
         ids = [row[0] for row in rows]
         for start in range(0, len(ids), 500):
             session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids[start : start + 500])))
+        log_entries(session, "removed", rows)
         return rows
 
 
@@ -163,7 +165,9 @@ def demote_entry(store: Store, entry_id: int, now: float) -> Removed | None:
         if row is None:
             return None
         row.demoted_at = row.demoted_at or now
-        return (row.id, row.tenant, row.namespace, row.category)
+        demoted = (row.id, row.tenant, row.namespace, row.category)
+        log_entries(session, "demoted", [demoted])
+        return demoted
 
 
 def credit_examples(

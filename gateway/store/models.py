@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     Index,
@@ -24,6 +25,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Ids are 64-bit on every database (SQLite's INTEGER already is; PostgreSQL's is 32-bit): an
+# events table outgrows 2^31 rows, and ids from a client are checked against 64 bits.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -33,7 +39,7 @@ class CacheEntry(Base):
 
     __tablename__ = "cache_entries"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(64))
     namespace: Mapped[str] = mapped_column(String(128), default="")
     category: Mapped[str] = mapped_column(String(64))
@@ -78,7 +84,7 @@ class RequestEvent(Base):
 
     __tablename__ = "request_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     ts: Mapped[float] = mapped_column(Float)
     tenant: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(64))
@@ -94,7 +100,7 @@ class RequestEvent(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     model: Mapped[str] = mapped_column(String(128), default="")
     # A plain column, not a foreign key: events are a log and outlive purged entries.
-    entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(Id, nullable=True)
     requested_model: Mapped[str] = mapped_column(String(128), default="", server_default="")
     upstream_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     response_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -121,10 +127,10 @@ class Feedback(Base):
 
     __tablename__ = "feedback"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     ts: Mapped[float] = mapped_column(Float)
     tenant: Mapped[str] = mapped_column(String(64))
-    entry_id: Mapped[int] = mapped_column(Integer)
+    entry_id: Mapped[int] = mapped_column(Id)
     response_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     correct: Mapped[bool] = mapped_column(Boolean)
     category: Mapped[str] = mapped_column(String(64))
@@ -169,3 +175,22 @@ class JournalSegment(Base):
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     written_at: Mapped[float] = mapped_column(Float)
+
+
+class Change(Base):
+    """The change log: every change to what the caches serve (entries stored, removed or
+    demoted, policies changed, a model activated), written in the transaction that makes
+    it. Every gateway process follows it from its own watermark, so what one replica does
+    reaches the indexes, policies and model of the others; on PostgreSQL a NOTIFY at
+    commit wakes them at once."""
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # entry, removed, demoted, policy, model
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    namespace: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    entry_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # a category, a model

@@ -10,6 +10,7 @@ import time
 from sqlalchemy import delete, select
 
 from categories.policy import DEFAULT, Policy, PolicyError, PolicySet, parse_policy
+from gateway.store.changes import log_change
 from gateway.store.models import PolicyOverride
 from gateway.store.queries import Store
 
@@ -47,9 +48,12 @@ def save_override(store: Store, policy: Policy) -> None:
     )
     with store.session() as session, session.begin():
         session.merge(row)
+        log_change(session, "policy", policy.name)
 
 
 def forget_override(store: Store, name: str) -> bool:
     with store.session() as session, session.begin():
         result = session.execute(delete(PolicyOverride).where(PolicyOverride.category == name))
+        if result.rowcount:  # type: ignore[attr-defined]
+            log_change(session, "policy", name)
         return bool(result.rowcount)  # type: ignore[attr-defined]

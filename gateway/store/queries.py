@@ -12,6 +12,7 @@ import numpy.typing as npt
 from sqlalchemy import ColumnElement, Engine, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.store.changes import log_entries
 from gateway.store.models import CacheEntry, RequestEvent
 
 FloatArray = npt.NDArray[np.float32]
@@ -117,6 +118,12 @@ class Store:
         with self._session.begin() as session:
             session.add(row)
             session.flush()
+            partition = new.partition
+            log_entries(
+                session,
+                "entry",
+                [(row.id, partition.tenant, partition.namespace, partition.category)],
+            )
             return row.id
 
     def get_entry(self, entry_id: int) -> CacheEntry | None:
@@ -127,8 +134,13 @@ class Store:
         ids = list(entry_ids)
         if not ids:
             return 0
+        columns = (CacheEntry.id, CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category)
         with self._session.begin() as session:
+            rows = [
+                tuple(r) for r in session.execute(select(*columns).where(CacheEntry.id.in_(ids)))
+            ]
             result = session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids)))
+            log_entries(session, "removed", rows)  # type: ignore[arg-type]
             return int(result.rowcount)  # type: ignore[attr-defined]
 
     def partitions(self) -> list[Partition]:
@@ -237,6 +249,18 @@ class Store:
         with self._session() as session:
             return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
 
+    def over_quota(self, quotas: dict[str, int]) -> list[tuple[str, str]]:
+        """(tenant, category) of every tenant past its category's quota, by GROUP BY."""
+        query = select(CacheEntry.tenant, CacheEntry.category, func.count(CacheEntry.id)).group_by(
+            CacheEntry.tenant, CacheEntry.category
+        )
+        with self._session() as session:
+            return [
+                (tenant, category)
+                for tenant, category, count in session.execute(query)
+                if category in quotas and count > quotas[category]
+            ]
+
     def count_category(self, tenant: str, category: str) -> int:
         query = select(func.count(CacheEntry.id)).where(
             CacheEntry.tenant == tenant, CacheEntry.category == category
@@ -244,19 +268,23 @@ class Store:
         with self._session() as session:
             return int(session.scalar(query) or 0)
 
-    def evict(
-        self, tenant: str, category: str, count: int, eviction: str, *, keep: int | None = None
+    def trim(
+        self, tenant: str, category: str, quota: int, eviction: str, *, keep: int | None = None
     ) -> list[tuple[int, str]]:
-        """Delete the `count` entries of (tenant, category) that `eviction` ranks first:
-        lru least recently used (hit or stored), lfu fewest hits, fifo oldest; never `keep`
-        (the entry just stored: under lfu it has no hits yet and would always go first).
-        Returns the (id, namespace) of each, for the indexes."""
+        """Delete the entries of (tenant, category) past `quota`, those `eviction` ranks
+        first: lru least recently used (hit or stored), lfu fewest hits, fifo oldest; never
+        `keep` (the entry just stored: under lfu it has no hits yet and would always go
+        first). Counted and deleted in one transaction. Returns the (id, namespace) of
+        each, for the indexes."""
         used = func.coalesce(CacheEntry.last_hit_at, CacheEntry.created_at)
         order = {
             "lru": (used, CacheEntry.id),
             "lfu": (CacheEntry.hit_count, used, CacheEntry.id),
             "fifo": (CacheEntry.created_at, CacheEntry.id),
         }[eviction]
+        counted = select(func.count(CacheEntry.id)).where(
+            CacheEntry.tenant == tenant, CacheEntry.category == category
+        )
         query = (
             select(CacheEntry.id, CacheEntry.namespace)
             .where(
@@ -265,14 +293,17 @@ class Store:
                 CacheEntry.id != (keep if keep is not None else -1),
             )
             .order_by(*order)
-            .limit(count)
         )
         with self._session.begin() as session:
-            victims = [(r[0], r[1]) for r in session.execute(query)]
+            excess = int(session.scalar(counted) or 0) - quota
+            if excess <= 0:
+                return []
+            victims = [(r[0], r[1]) for r in session.execute(query.limit(excess))]
             if victims:
                 session.execute(
                     delete(CacheEntry).where(CacheEntry.id.in_([v[0] for v in victims]))
                 )
+                log_entries(session, "removed", [(i, tenant, ns, category) for i, ns in victims])
         return victims
 
     def record_event(self, new: NewEvent) -> int:

@@ -17,6 +17,7 @@ from categories.policy import load_policies
 from categories.training import train
 from embeddings.runtime import OnnxEmbedder
 from gateway.cli import main
+from tests.support.stores import store_url
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,8 @@ def test_train_classifier_command_writes_a_model_the_gateway_loads(
     _write_data(data)
     config = tmp_path / "gateway.toml"
     config.write_text(
-        f'[store]\nurl = "sqlite:///{tmp_path / "g.db"}"\n'
+        f'[store]\nurl = "{store_url(tmp_path / "g.db")}"\n'
+        f'index_dir = "{tmp_path / "g.db.index"}"\n'
         f'[embedding]\ncache_dir = "{model_cache}"\n'
         '[categories.recipes]\nprototypes = ["How long do I bake banana bread?"]\n'
     )

@@ -17,6 +17,7 @@ from gateway.store.models import RequestEvent
 from gateway.upstream import SimulatedUpstream, SimulationProfile
 from tests.support.embedders import HashingEmbedder, Memoized
 from tests.support.fake_upstream import FakeUpstream, serve_fake_upstream
+from tests.support.stores import store_url
 
 AppFactory = Callable[..., AbstractContextManager[TestClient]]
 
@@ -36,7 +37,7 @@ def upstream(fake_upstream: FakeUpstream) -> FakeUpstream:
 
 def gateway_settings(db: Path, upstream: FakeUpstream, **sections: Any) -> Settings:
     raw: dict[str, Any] = {
-        "store": {"url": f"sqlite:///{db}"},
+        "store": {"url": store_url(db), "index_dir": f"{db}.index"},
         # the apps under test are given the base model's embedder; thresholds must match it
         "embedding": {"model": "base", **sections.pop("embedding", {})},
         "cache": {"lookup_deadline_ms": 5000, **sections.pop("cache", {})},

@@ -3,13 +3,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from gateway.cli import main
+from gateway.store import open_engine
+from tests.support.stores import store_url
 
 
 @pytest.fixture
 def env(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("GATEWAY_STORE_URL", f"sqlite:///{tmp_path / 'gateway.db'}")
+    monkeypatch.setenv("GATEWAY_STORE_URL", store_url(tmp_path / "gateway.db"))
+    monkeypatch.setenv("GATEWAY_STORE_INDEX_DIR", str(tmp_path / "gateway.db.index"))
     monkeypatch.setenv("GATEWAY_EMBEDDING_CACHE_DIR", str(model_cache))
     return tmp_path
 
@@ -38,7 +42,11 @@ def test_demo_stores_then_reuses_the_saved_index(
 def test_migrate(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate"]) == 0
     assert "latest schema" in capsys.readouterr().out
-    assert (env / "gateway.db").exists()
+    engine = open_engine(store_url(env / "gateway.db"))
+    try:
+        assert inspect(engine).has_table("changes")  # the newest migration's table
+    finally:
+        engine.dispose()
 
 
 def test_bad_settings_exit_2(

@@ -14,11 +14,12 @@ from gateway.store.events import EventWriter, HitUpdate
 from gateway.store.journal import Journal
 from gateway.store.models import RequestEvent
 from gateway.store.queries import NewEvent, Store
+from tests.support.stores import store_url
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
+    opened = open_store(store_url(tmp_path / "gateway.db"))
     yield opened
     opened.engine.dispose()
 
@@ -113,15 +114,15 @@ def test_a_store_down_at_shutdown_leaves_the_events_journaled(store: Store, tmp_
     journal_dir = tmp_path / "events"
 
     async def down_at_shutdown() -> None:
-        writer = EventWriter(store, journal=Journal(journal_dir))
-        store.engine.dispose()
-        (tmp_path / "gateway.db").unlink()  # what reopens is an empty file: no tables
+        down = open_store(store_url(tmp_path / "down.db"), migrate=False)  # no tables
+        writer = EventWriter(down, journal=Journal(journal_dir))
         writer.put(_events(1)[0])
         await writer.aclose(grace_s=0.5)  # returns: shutdown goes on
 
     asyncio.run(down_at_shutdown())
+    assert _rows(store) == 0
     assert len(Journal(journal_dir).leftover()) == 1
-    restored = open_store(f"sqlite:///{tmp_path / 'restored.db'}")
+    restored = open_store(store_url(tmp_path / "restored.db"))
     try:
 
         async def restarted() -> int:

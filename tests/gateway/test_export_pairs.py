@@ -8,6 +8,7 @@ from pathlib import Path
 from federated.pairs import read_pairs
 from gateway.cli import main
 from tests.gateway.conftest import ADMIN, AppFactory, chat
+from tests.support.stores import store_url
 
 
 def test_verdicts_are_exported_per_tenant_as_labelled_pairs(
@@ -26,7 +27,7 @@ def test_verdicts_are_exported_per_tenant_as_labelled_pairs(
             verdict = {"response_id": response.json()["id"], "verdict": "wrong"}
             assert client.post("/admin/feedback", json=verdict, headers=ADMIN).status_code == 201
     config = tmp_path / "gateway.toml"
-    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n')
+    config.write_text(f'[store]\nurl = "{store_url(db)}"\n')
     out = tmp_path / "pairs"
     assert main(["export-pairs", "--config", str(config), "--out", str(out)]) == 0
     (path,) = out.glob("*.jsonl")

@@ -17,6 +17,7 @@ from gateway.settings import IndexParams
 from gateway.store import NewEntry, Partition, open_store
 from gateway.store.entries import EntryFilter
 from tests.support.embedders import HashingEmbedder
+from tests.support.stores import store_url
 
 PARTITION = Partition("acme", "", "default")
 ACCEPT = {"default": Acceptance(threshold=0.9, guard=False)}
@@ -104,7 +105,7 @@ def _answer(hit: Hit | None) -> str | None:
 
 def test_the_exact_tier_in_memory_follows_the_store_of_its_own_cache(tmp_path: Path) -> None:
     embedder = HashingEmbedder()
-    cache = _cache(f"sqlite:///{tmp_path / 'g.db'}", embedder)
+    cache = _cache(store_url(tmp_path / "g.db"), embedder)
     text = "how do I reset my router"
 
     async def scenario() -> None:
@@ -128,7 +129,7 @@ def test_the_exact_tier_in_memory_follows_the_store_of_its_own_cache(tmp_path: P
 
 def test_a_cache_follows_what_another_process_stored_and_deleted(tmp_path: Path) -> None:
     embedder = HashingEmbedder()
-    url = f"sqlite:///{tmp_path / 'g.db'}"
+    url = store_url(tmp_path / "g.db")
     writer, reader = _cache(url, embedder), _cache(url, embedder)
     earlier, later = "what is the capital of peru", "who wrote the novel emma"
 
@@ -141,19 +142,24 @@ def test_a_cache_follows_what_another_process_stored_and_deleted(tmp_path: Path)
         return _answer(result.hit)
 
     async def scenario() -> None:
-        await writer.put(_entry(embedder, earlier, "lima"))
-        assert await reader.follow() == 0  # the first call marks where it starts
+        first = await writer.put(_entry(embedder, earlier, "lima"))
+        assert (await reader.follow()).entries == 0  # the first call marks where it starts
         assert await found(reader, earlier) == "lima"  # the reader's index is loaded now
         entry = await writer.put(_entry(embedder, later, "austen"))
         assert await found(reader, later) is None  # the control: not followed yet
-        assert await reader.follow() == 1
-        assert await reader.follow() == 0  # once only
+        assert (await reader.follow()).entries == 1
+        assert (await reader.follow()).entries == 0  # once only
         assert await found(reader, later) == "austen"
         await writer.remove(EntryFilter(entry_id=entry))
         assert await found(reader, later) is None  # its row is gone: never served
         index = await reader.index(PARTITION)
         assert entry in index
-        assert await reader.reconcile_loaded() == 1
+        assert (await reader.follow()).entries == 1  # the log says it was removed
         assert entry not in index
+        assert await writer.demote(first, time.time())
+        assert first in index
+        assert (await reader.follow()).entries == 1
+        assert first not in index and await found(reader, earlier) is None
+        assert await reader.reconcile_loaded() == 0  # nothing left to reconcile
 
     asyncio.run(scenario())

@@ -20,6 +20,7 @@ from gateway.settings import IndexParams
 from gateway.store import NewEntry, Partition, open_store
 from gateway.store.entries import EntryFilter
 from tests.support.embedders import HashingEmbedder
+from tests.support.stores import store_url
 
 PARTITION = Partition("acme", "", "default")
 ACCEPT = {"default": Acceptance(threshold=0.9, guard=False)}
@@ -68,7 +69,7 @@ def test_vectors_meet_their_own_model_only_and_a_change_carries_entries_over(
     old, new = HashingEmbedder(), Reversed()
 
     async def scenario() -> None:
-        store = open_store(f"sqlite:///{tmp_path / 'g.db'}")
+        store = open_store(store_url(tmp_path / "g.db"))
         cache = SemanticCache(store, old, index_dir=None, params=IndexParams())
         texts = ["how do I reset my router", "what is the capital of peru", "who wrote emma"]
         ids = [await cache.put(_entry(t, old.embed([t])[0], old.model_id)) for t in texts]

@@ -21,6 +21,7 @@ from tests.gateway.conftest import AppFactory, gateway_settings
 from tests.gateway.test_routing import LIST, STRING, TUPLE, _app, ask, routed_settings
 from tests.support.embedders import HashingEmbedder
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.stores import store_url
 
 
 def arguments(**changes: Any) -> argparse.Namespace:
@@ -141,7 +142,7 @@ def test_the_command_plans_on_the_configured_store_and_writes_json(
         )
     )  # fmt: skip
     config.write_text(
-        f'[store]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+        f'[store]\nurl = "{store_url(tmp_path / "r.db")}"\n'
         f'[embedding]\nmodel = "base"\ncache_dir = "{model_cache}"\n'
         "[categories.default]\nthreshold = 0.99\nthreshold_floor = 0.99\nexample_floor = 0.3\n"
         f'{models}[[routes]]\nname = "auto"\nsmall = "mini"\nlarge = "big"\n'

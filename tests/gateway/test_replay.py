@@ -9,7 +9,9 @@ import pytest
 
 from gateway.cli import main
 from gateway.replay.workload import UNLABELLED, WorkloadError, load
+from gateway.store import open_store
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.stores import store_url
 
 KEYS = (
     "requests", "hits", "hit_rate", "tokens_saved", "cost_saved_usd", "false_hits",
@@ -81,7 +83,7 @@ def test_chat_workload_with_labels_and_malformed_lines(
 def test_labels_count_false_hits(env: Path) -> None:
     config = env / "gateway.toml"
     config.write_text(
-        f'[store]\nurl = "sqlite:///{env / "cfg.db"}"\n'
+        f'[store]\nurl = "{store_url(env / "cfg.db")}"\n'
         "[categories.code]\nthreshold = 0.6\nthreshold_floor = 0.6\n"
     )
     path = write(
@@ -96,7 +98,9 @@ def test_labels_count_false_hits(env: Path) -> None:
     assert code == 0
     assert figures["hits"] == 2 and figures["false_hits"] == 1
     assert figures["precision"] == 0.5 and figures["recall"] == 1.0
-    assert (env / "cfg.db").exists()  # --config names the store
+    configured = open_store(store_url(env / "cfg.db"))  # --config names the store
+    assert configured.count_entries() == 1  # q1; q2 and q3 were served it
+    configured.engine.dispose()
 
 
 def test_pairs_workload_is_detected(env: Path) -> None:
@@ -195,7 +199,7 @@ def test_live_upstream_needs_confirmation(
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-upstream")
     config = env / "live.toml"
     config.write_text(
-        f'[store]\nurl = "sqlite:///{env / "live.db"}"\n'
+        f'[store]\nurl = "{store_url(env / "live.db")}"\n'
         '[[models]]\nname = "gpt-4o-mini"\nlitellm_model = "openai/gpt-4o-mini"\n'
         f'api_base = "{fake_upstream.base_url}"\napi_key_env = "FAKE_UPSTREAM_KEY"\n'
     )
@@ -237,7 +241,7 @@ def test_route_small_shows_what_routing_misses_saves(env: Path) -> None:
     names = ("code", "math", "creative", "time_sensitive", "sensitive", "conversation",
              "factual", "default")  # fmt: skip
     config.write_text(
-        f'[store]\nurl = "sqlite:///{env / "small.db"}"\n'
+        f'[store]\nurl = "{store_url(env / "small.db")}"\n'
         + "".join(f'[categories.{n}]\nroute = "small"\n' for n in names)
     )
     code, small = replay(str(path), *args, "--config", str(config), str(env / "small.json"))

@@ -14,13 +14,14 @@ from gateway.store import open_store
 from gateway.store.models import Feedback, RequestEvent
 from gateway.store.queries import Store
 from gateway.store.stats import compute
+from tests.support.stores import store_url
 
 OUTCOMES = ["miss", "hit_exact", "hit_semantic", "hit_coalesced", "bypass", "error"]
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
+    opened = open_store(store_url(tmp_path / "gateway.db"))
     yield opened
     opened.engine.dispose()
 

@@ -21,6 +21,7 @@ from gateway.store import (
     open_store,
     upgrade,
 )
+from tests.support.stores import store_url
 
 PARTITION = Partition(tenant="t1", namespace="", category="default")
 
@@ -48,11 +49,11 @@ def _entry(vector: np.ndarray, text_: str = "What is HNSW?", **overrides: object
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
+    return open_store(store_url(tmp_path / "gateway.db"))
 
 
 def test_upgrade_head_on_empty_database_matches_the_models(tmp_path: Path) -> None:
-    engine = open_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    engine = open_engine(store_url(tmp_path / "fresh.db"))
     upgrade(engine)
     with engine.connect() as connection:
         assert set(inspect(connection).get_table_names()) >= {
@@ -69,7 +70,7 @@ def test_upgrade_head_on_empty_database_matches_the_models(tmp_path: Path) -> No
 def test_a_model_change_without_a_revision_is_detected(tmp_path: Path) -> None:
     from sqlalchemy import Column, Integer, MetaData, Table
 
-    engine = open_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    engine = open_engine(store_url(tmp_path / "fresh.db"))
     upgrade(engine)
     changed = MetaData()
     for table in Base.metadata.tables.values():
@@ -81,13 +82,14 @@ def test_a_model_change_without_a_revision_is_detected(tmp_path: Path) -> None:
 
 
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'again.db'}"
+    url = store_url(tmp_path / "again.db")
     open_store(url).engine.dispose()
     store = open_store(url)
     assert store.count_entries() == 0
 
 
-def test_sqlite_runs_in_wal_mode_with_full_sync(store: Store) -> None:
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'wal.db'}")  # SQLite's own, on either run
     with store.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
@@ -145,7 +147,7 @@ def test_delete_and_events(store: Store) -> None:
 
 
 def test_committed_entries_survive_a_new_connection(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'durable.db'}"
+    url = store_url(tmp_path / "durable.db")
     first = open_store(url)
     entry_id = first.add_entry(_entry(np.ones(384, np.float32)))
     # No dispose, no checkpoint: a second process opening the file sees the commit.

@@ -12,13 +12,14 @@ from gateway.index.hnsw import HnswIndex
 from gateway.index.sync import index_file, load_or_rebuild
 from gateway.store import NewEntry, Partition, Store, decode_vectors, open_store
 from tests.support.embedders import Wrapped
+from tests.support.stores import store_url
 
 PARTITION = Partition(tenant="acme", namespace="", category="default")
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
+    return open_store(store_url(tmp_path / "gateway.db"))
 
 
 def _fill(

@@ -30,6 +30,7 @@ from gateway.upstream import SimulatedUpstream, SimulationProfile
 from tests.support.fake_upstream import serve_fake_upstream
 from tests.support.fuzz_cases import KEY_ENV, PROXIED, SIMULATED, FuzzCase
 from tests.support.loopback import serve_on_loopback
+from tests.support.stores import store_url
 
 _ROOT = str(Path(__file__).resolve().parents[2]) + os.sep
 
@@ -93,7 +94,7 @@ def _short(filename: str) -> str:
 def fuzz_settings(directory: Path, upstream_base_url: str) -> Settings:
     return Settings.from_dict(
         {
-            "store": {"url": f"sqlite:///{directory / 'fuzz.db'}"},
+            "store": {"url": store_url(directory / "fuzz.db")},
             # Long deadlines: a pause between cases (shrinking, a slow machine) must never
             # close the connection, so that every reset the probe sees is the case's doing.
             "server": {"idle_timeout_s": 300, "header_timeout_s": 300},

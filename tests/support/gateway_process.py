@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.stores import store_url
+
 STARTUP_TIMEOUT_S = 120.0
 
 
@@ -32,13 +34,17 @@ def write_config(
     model_cache: Path,
     extra: str = "",
     embedding: str = "",
+    store: str | None = None,
 ) -> Path:
-    """A config with a SQLite store in `directory`, the bundled embedder cached in
-    `model_cache`, and one model, gpt-4o-mini, answered by the fake upstream."""
+    """A config with a store for `directory` (or the store URL `store`, shared), the bundled
+    embedder cached in `model_cache`, and one model, gpt-4o-mini, answered by the fake
+    upstream."""
+    directory.mkdir(parents=True, exist_ok=True)
     config = directory / "gateway.toml"
     config.write_text(f"""
 [store]
-url = "sqlite:///{directory / "gateway.db"}"
+url = "{store or store_url(directory / "gateway.db")}"
+index_dir = "{directory / "gateway.db.index"}"
 
 [embedding]
 cache_dir = "{model_cache}"

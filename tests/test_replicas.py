@@ -1,0 +1,113 @@
+"""Two `gateway serve` processes on one store (PostgreSQL on the PostgreSQL run, else one
+SQLite file), each with its own indexes and index folder, as two machines would be: what
+one stores, deletes, purges, demotes or changes in a policy reaches the other through the
+change log (LISTEN/NOTIFY on PostgreSQL, polling on SQLite), and quotas hold across both."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream, answer_for, serve_fake_upstream
+from tests.support.gateway_process import gateway_env, gateway_process, write_config
+from tests.support.stores import store_url
+
+ADMIN = {"authorization": "Bearer replicas-admin"}
+QUESTION = "How do I keep basil fresh for longer?"
+PARAPHRASE = "how can I keep basil fresh longer"
+OTHER = "What is the best way to store fresh ginger?"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with serve_fake_upstream() as fake:
+        yield fake
+
+
+def _ask(base: str, text: str, *, store: bool = False, key: str = "sk-team") -> httpx.Response:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    headers = {"x-cache-category": "default", "authorization": f"Bearer {key}"}
+    if not store:
+        headers["cache-control"] = "no-store"
+    response = httpx.post(f"{base}/chat/completions", json=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def _until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)  # the poll interval of a bounded wait on the condition
+    return False
+
+
+def _tier(base: str, text: str) -> str | None:
+    tier: str | None = _ask(base, text).headers.get("x-cache-tier")
+    return tier
+
+
+def test_two_replicas_follow_each_other_through_the_store(
+    tmp_path: Path, upstream: FakeUpstream, model_cache: Path
+) -> None:
+    shared = store_url(tmp_path / "shared.db")
+    extra = "\n[cache]\nfollow_interval_s = 0.5\nsweep_interval_s = 0.5\n"
+    configs = [
+        write_config(tmp_path / name, upstream_base_url=upstream.base_url,
+                     model_cache=model_cache, extra=extra, store=shared)
+        for name in ("a", "b")
+    ]  # fmt: skip
+    env = {**gateway_env(), "GATEWAY_ADMIN_TOKEN": "replicas-admin"}
+    with gateway_process(configs[0], env) as (_, a), gateway_process(configs[1], env) as (_, b):
+        root_a, root_b = a.removesuffix("/v1"), b.removesuffix("/v1")
+        # B has the partition's index loaded (it searched it) before A stores anything.
+        assert _ask(a, OTHER, store=True).headers["x-cache"] == "miss"
+        assert _tier(b, OTHER) == "exact"
+        assert _tier(b, PARAPHRASE) is None
+        # An entry written through A is a semantic hit on B.
+        assert _ask(a, QUESTION, store=True).headers["x-cache"] == "miss"
+        assert _until(lambda: _tier(b, PARAPHRASE) == "semantic")
+        answer = _ask(b, PARAPHRASE).json()["choices"][0]["message"]["content"]
+        assert answer == answer_for(QUESTION)
+        # A demotion through A: B serves no paraphrase of it (its own exact request still).
+        entry = _ask(b, PARAPHRASE).headers["x-cache-entry"]
+        judged = {"entry_id": int(entry), "verdict": "wrong"}
+        assert httpx.post(f"{root_a}/admin/feedback", json=judged, headers=ADMIN).status_code == 201
+        assert _until(lambda: _tier(b, PARAPHRASE) is None)
+        assert _tier(b, QUESTION) == "exact"
+        # A delete through A: B serves it no more, from its index or its memory.
+        deleted = httpx.delete(f"{root_a}/admin/entries/{entry}", headers=ADMIN)
+        assert deleted.status_code == 200
+        assert _until(lambda: _tier(b, QUESTION) is None)
+        # A purge through A.
+        assert _tier(b, OTHER) == "exact"
+        purged = httpx.post(f"{root_a}/admin/purge", json={"all": True}, headers=ADMIN)
+        assert purged.status_code == 200
+        assert _until(lambda: _tier(b, OTHER) is None)
+        # A policy change through A is in force on B.
+        patched = httpx.patch(
+            f"{root_a}/admin/policies/default", json={"threshold": 0.97, "quota": 3},
+            headers=ADMIN,
+        )  # fmt: skip
+        assert patched.status_code == 200
+        assert _until(lambda: _ask(b, OTHER).headers["x-cache-threshold"] == "0.9700")
+        view = httpx.get(f"{root_b}/admin/policies/default", headers=ADMIN).json()
+        assert (view["threshold"], view["quota"], view["overridden"]) == (0.97, 3, True)
+        # The quota (3) holds across both under concurrent misses, once the sweep ran.
+        texts = [f"Give me a fact about the number {i}" for i in range(16)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: _ask((a, b)[i % 2], texts[i], store=True), range(16)))
+
+        def kept() -> int:
+            listed = httpx.get(f"{root_a}/admin/entries?limit=100", headers=ADMIN).json()
+            return len(listed["data"])
+
+        assert _until(lambda: kept() <= 3)
+        time.sleep(1.5)  # a sweep of each replica has run since: still within the quota
+        assert kept() <= 3
