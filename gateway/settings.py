@@ -209,7 +209,7 @@ class CacheSettings:
     hot_bytes: int = 64 * 1024 * 1024
     hot_max_age_s: float | None = None
     # Entries other processes (other workers) store reach this one's indexes within this.
-    follow_interval_s: float = 1.0
+    follow_interval_s: float = 0.25
 
     def __post_init__(self) -> None:
         _check(self.top_k >= 1, "cache.top_k must be at least 1")
