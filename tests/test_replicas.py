@@ -111,3 +111,48 @@ def test_two_replicas_follow_each_other_through_the_store(
         assert _until(lambda: kept() <= 3)
         time.sleep(1.5)  # a sweep of each replica has run since: still within the quota
         assert kept() <= 3
+
+
+def test_a_replica_killed_under_load_loses_no_acknowledged_entry(
+    tmp_path: Path, upstream: FakeUpstream, model_cache: Path
+) -> None:
+    shared = store_url(tmp_path / "shared.db")
+    configs = [
+        write_config(tmp_path / name, upstream_base_url=upstream.base_url,
+                     model_cache=model_cache, store=shared)
+        for name in ("a", "b")
+    ]  # fmt: skip
+    env = gateway_env()
+    texts = [f"Suggest a name for a boat, idea number {i}" for i in range(400)]
+    acknowledged: list[str] = []
+    served_by_b: list[int] = []
+    with (
+        gateway_process(configs[0], env) as (a_process, a),
+        gateway_process(configs[1], env) as (
+            _,
+            b,
+        ),
+    ):
+
+        def to_a(text: str) -> None:
+            try:
+                response = _ask(a, text, store=True)
+            except httpx.TransportError:
+                return  # A is gone: not acknowledged
+            if response.headers.get("x-cache") == "miss":
+                acknowledged.append(text)
+
+        def to_b(i: int) -> None:
+            served_by_b.append(_ask(b, f"What rhymes with word number {i}?").status_code)
+
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(to_a, text) for text in texts]
+            futures += [pool.submit(to_b, i) for i in range(30)]
+            assert _until(lambda: len(acknowledged) >= 10)
+            a_process.kill()  # kill -9, mid-load
+            for future in futures:
+                future.result()
+        assert 10 <= len(acknowledged) < len(texts)  # A died with requests in flight
+        # Every answer A acknowledged was stored: B serves each from the shared store.
+        assert all(_tier(b, text) == "exact" for text in acknowledged)
+        assert served_by_b == [200] * 30  # B kept serving throughout

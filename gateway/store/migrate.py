@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 import migrations
 
@@ -17,9 +17,16 @@ def alembic_config() -> Config:
     return config
 
 
+# A PostgreSQL advisory lock's key: replicas starting together migrate one at a time (the
+# others then find the schema current).
+MIGRATION_LOCK = 0x6761746577617931
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database of `engine` to `revision` (creating tables on an empty one)."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # released at the transaction's end
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

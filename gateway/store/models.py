@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Dialect,
     Float,
     Index,
     Integer,
     LargeBinary,
     MetaData,
-    String,
-    Text,
     false,
 )
+from sqlalchemy import String as _String
+from sqlalchemy import Text as _Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class String(TypeDecorator[str]):
+    """VARCHAR that takes any Python string: PostgreSQL refuses NUL characters in text, and
+    a prompt, a note or a search term may hold one (SQLite takes them); NUL is stored as
+    U+FFFD on both, so that both stores keep the same."""
+
+    impl = _String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+class Text(String):
+    """TEXT, with the same NUL rule as `String`."""
+
+    impl = _Text
+    cache_ok = True
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -16,6 +16,7 @@ from gateway.store.changes import CHANNEL
 
 logger = logging.getLogger(__name__)
 RETRY_S = 1.0
+POLL_S = 0.1  # how soon a stop is noticed while no notification comes
 
 
 class ChangeListener:
@@ -54,7 +55,7 @@ class ChangeListener:
                     connection.execute(f"LISTEN {CHANNEL}")
                     self._wake()  # (re)connected: catch up on what was missed
                     while not self._stopping.is_set():
-                        for _ in connection.notifies(timeout=0.5, stop_after=64):
+                        for _ in connection.notifies(timeout=POLL_S, stop_after=64):
                             self._wake()
             except Exception as exc:  # the database went away: try again
                 if not self._stopping.is_set():

@@ -170,3 +170,22 @@ def test_every_admin_route_refuses_malformed_values(seeded_admin_client: TestCli
         response = seeded_admin_client.request(method, url, content=body, headers={**ADMIN, **JSON})
         assert_error(response, 400, param, (method, url, body[:40]))
     assert snapshot(seeded_admin_client) == before
+
+
+def test_nul_characters_are_taken_by_either_store(seeded_admin_client: TestClient) -> None:
+    """PostgreSQL refuses NUL in text, SQLite takes it: a prompt, a note or a search term
+    holding one is stored (as U+FFFD) or searched on both, never a 500."""
+    client = seeded_admin_client
+    prompt = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "odd\u0000one"}]}
+    asked = client.post("/v1/chat/completions", json=prompt)
+    assert asked.status_code == 200 and asked.headers["x-cache"] == "miss"
+    again = client.post("/v1/chat/completions", json=prompt)
+    assert again.headers["x-cache"] == "hit"
+    found = client.get("/admin/entries", params={"q": "odd\u0000one"}, headers=ADMIN)
+    assert found.status_code == 200
+    assert found.json()["data"][0]["text"] == "odd\ufffdone"  # the nearest first
+    judged = {"entry_id": 1, "verdict": "right", "note": "fine\u0000really"}
+    assert client.post("/admin/feedback", json=judged, headers=ADMIN).status_code == 201
+    store = client.app.state.gateway.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        assert session.scalar(select(Feedback.note)) == "fine\ufffdreally"

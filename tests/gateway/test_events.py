@@ -114,7 +114,7 @@ def test_a_store_down_at_shutdown_leaves_the_events_journaled(store: Store, tmp_
     journal_dir = tmp_path / "events"
 
     async def down_at_shutdown() -> None:
-        down = open_store(store_url(tmp_path / "down.db"), migrate=False)  # no tables
+        down = open_store(store_url(tmp_path / "down.db", migrated=False), migrate=False)
         writer = EventWriter(down, journal=Journal(journal_dir))
         writer.put(_events(1)[0])
         await writer.aclose(grace_s=0.5)  # returns: shutdown goes on

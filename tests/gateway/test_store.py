@@ -53,7 +53,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def test_upgrade_head_on_empty_database_matches_the_models(tmp_path: Path) -> None:
-    engine = open_engine(store_url(tmp_path / "fresh.db"))
+    engine = open_engine(store_url(tmp_path / "fresh.db", migrated=False))
     upgrade(engine)
     with engine.connect() as connection:
         assert set(inspect(connection).get_table_names()) >= {
@@ -70,7 +70,7 @@ def test_upgrade_head_on_empty_database_matches_the_models(tmp_path: Path) -> No
 def test_a_model_change_without_a_revision_is_detected(tmp_path: Path) -> None:
     from sqlalchemy import Column, Integer, MetaData, Table
 
-    engine = open_engine(store_url(tmp_path / "fresh.db"))
+    engine = open_engine(store_url(tmp_path / "fresh.db", migrated=False))
     upgrade(engine)
     changed = MetaData()
     for table in Base.metadata.tables.values():
@@ -82,7 +82,7 @@ def test_a_model_change_without_a_revision_is_detected(tmp_path: Path) -> None:
 
 
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:
-    url = store_url(tmp_path / "again.db")
+    url = store_url(tmp_path / "again.db", migrated=False)
     open_store(url).engine.dispose()
     store = open_store(url)
     assert store.count_entries() == 0
