@@ -105,7 +105,10 @@ class SemanticCache:
         self.params = params
         self._executor = executor
         self._indexes: dict[Partition, HnswIndex] = {}
-        self._loading: dict[Partition, asyncio.Lock] = {}
+        # Indexes being loaded, and what the change log said of their partitions meanwhile
+        # (applied once each is loaded: its load read the store before those changes).
+        self._loading: dict[Partition, asyncio.Future[HnswIndex]] = {}
+        self._arrived: dict[Partition, tuple[set[int], set[int]]] = {}
         # Partitions holding entries: only their indexes are searched (and so created).
         self._known: set[Partition] | None = None
         # While a model change builds the next indexes, deletions reach them too.
@@ -125,23 +128,46 @@ class SemanticCache:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def index(self, partition: Partition) -> HnswIndex:
+        """The partition's index, loaded (from its saved file, caught up with the store) or
+        built on first use. The load runs to its end even if the request that began it
+        gives up (a lookup deadline): a large index is not begun again by every request."""
         found = self._indexes.get(partition)
         if found is not None:
             return found
-        lock = self._loading.setdefault(partition, asyncio.Lock())
-        async with lock:
-            if partition not in self._indexes:
-                path = index_file(self.index_dir, partition) if self.index_dir else None
-                index, report = await self._run(
-                    lambda: load_or_rebuild(
-                        self.store, partition, self.embedder, path=path, params=self.params
-                    )
+        loading = self._loading.get(partition)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(partition))
+            loading.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._loading[partition] = loading
+        return await asyncio.shield(loading)
+
+    async def _load(self, partition: Partition) -> HnswIndex:
+        arrived: tuple[set[int], set[int]] = (set(), set())
+        self._arrived[partition] = arrived
+        me = asyncio.current_task()
+        try:
+            path = index_file(self.index_dir, partition) if self.index_dir else None
+            index, report = await self._run(
+                lambda: load_or_rebuild(
+                    self.store, partition, self.embedder, path=path, params=self.params
                 )
-                logger.info(
-                    "index for %s: %s (%d entries)", partition, report.action, report.entries
+            )
+            added, removed = arrived
+            if removed:
+                index.delete(list(removed))
+            if added - removed:
+                await self._run(
+                    self._index_logged, {partition: added - removed}, {partition: index}
                 )
+            logger.info("index for %s: %s (%d entries)", partition, report.action, report.entries)
+            if self._loading.get(partition) is me:  # not dropped by a model switch
                 self._indexes[partition] = index
-        return self._indexes[partition]
+            return index
+        finally:
+            if self._loading.get(partition) is me:
+                del self._loading[partition]
+            if self._arrived.get(partition) is arrived:
+                del self._arrived[partition]
 
     async def lookup_exact(
         self, tenant: str, namespace: str, key: RequestKey, now: float
@@ -286,6 +312,9 @@ class SemanticCache:
         followed = Followed()
         for change in logged:
             partition = change.partition
+            arrived = self._arrived.get(partition) if partition is not None else None
+            if arrived is not None and change.kind in ("entry", "removed", "demoted"):
+                arrived[0 if change.kind == "entry" else 1].update(change.entry_ids)
             if change.kind == "entry" and partition is not None:
                 if self._known is not None:
                     self._known.add(partition)
@@ -308,12 +337,14 @@ class SemanticCache:
         followed.entries = len(gone) + await self._run(self._index_logged, added)
         return followed
 
-    def _index_logged(self, added: dict[Partition, set[int]]) -> int:
+    def _index_logged(
+        self, added: dict[Partition, set[int]], indexes: Mapping[Partition, HnswIndex] | None = None
+    ) -> int:
         """Add logged entries (that are still there, and of the model served) to the
-        loaded indexes (blocking)."""
+        loaded indexes, or to `indexes` (blocking)."""
         count = 0
         for partition, ids in added.items():
-            index = self._indexes.get(partition)
+            index = (indexes if indexes is not None else self._indexes).get(partition)
             if index is None or index.model_id != self.model_id:
                 continue  # not loaded (it reads the store when it is), or mid-change
             missing = [i for i in ids if i not in index]
@@ -452,7 +483,7 @@ class SemanticCache:
         self.embedder = embedder
         self._indexes = dict(indexes)
         self._pending = None
-        self._loading = {}
+        self._loading, self._arrived = {}, {}  # a load still running finishes for nobody
         self._known = None
         caught = 0
         for partition, index in list(self._indexes.items()):

@@ -22,15 +22,21 @@ from sqlalchemy.types import TypeDecorator
 
 
 class String(TypeDecorator[str]):
-    """VARCHAR that takes any Python string: PostgreSQL refuses NUL characters in text, and
-    a prompt, a note or a search term may hold one (SQLite takes them); NUL is stored as
-    U+FFFD on both, so that both stores keep the same."""
+    """VARCHAR that takes any Python string, the same on both stores: PostgreSQL refuses NUL
+    characters and values past the declared length, SQLite takes both. NUL is stored as
+    U+FFFD, and a value past the length is cut to it (an upstream's response id, say),
+    in writes and in the comparisons of queries alike."""
 
     impl = _String
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        length = getattr(self.impl, "length", None)
+        return (
+            value.replace("\x00", "\ufffd")[:length] if length else value.replace("\x00", "\ufffd")
+        )
 
 
 class Text(String):
@@ -38,6 +44,7 @@ class Text(String):
 
     impl = _Text
     cache_ok = True
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -5,9 +5,13 @@ the fast test embedder."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from categories.load import Acceptance
 from gateway.cache.hot import HotEntries
@@ -161,5 +165,44 @@ def test_a_cache_follows_what_another_process_stored_and_deleted(tmp_path: Path)
         assert (await reader.follow()).entries == 1
         assert first not in index and await found(reader, earlier) is None
         assert await reader.reconcile_loaded() == 0  # nothing left to reconcile
+
+    asyncio.run(scenario())
+
+
+def test_an_index_load_outlives_the_request_that_began_it_and_misses_no_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large index takes longer to load than a lookup's deadline: the load goes on after
+    that request gives up (the next request finds it loaded), and what the change log says
+    of its partition while it loads reaches it."""
+    from gateway.index.sync import load_or_rebuild
+
+    embedder = HashingEmbedder()
+    url = store_url(tmp_path / "g.db")
+    writer, reader = _cache(url, embedder), _cache(url, embedder)
+    gate = threading.Event()
+    loads: list[int] = []
+
+    def slow(*args: object, **kwargs: object) -> object:
+        loads.append(1)
+        loaded = load_or_rebuild(*args, **kwargs)  # type: ignore[arg-type]
+        assert gate.wait(10)  # held until the test has changed the store meanwhile
+        return loaded
+
+    async def scenario() -> None:
+        kept = await writer.put(_entry(embedder, "what is the capital of peru", "lima"))
+        gone = await writer.put(_entry(embedder, "who wrote the novel emma", "austen"))
+        await reader.follow()  # the log's watermark
+        monkeypatch.setattr("gateway.cache.semantic.load_or_rebuild", slow)  # the reader's
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.05):  # a lookup deadline: the request gives up
+                await reader.index(PARTITION)
+        later = await writer.put(_entry(embedder, "how tall is mount fuji", "3776 m"))
+        await writer.remove(EntryFilter(entry_id=gone))
+        await reader.follow()  # while the load is held: kept for it
+        gate.set()
+        index = await reader.index(PARTITION)  # the same load, finished
+        assert kept in index and later in index and gone not in index
+        assert len(loads) == 1  # begun once, by the request that gave up
 
     asyncio.run(scenario())
