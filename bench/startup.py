@@ -16,6 +16,7 @@ must be loaded and caught up first), and to /readyz.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from bench.overload import free_port
 from embeddings.runtime import load_serving
 from embeddings.trained import model_dir
 from gateway.auth import ANONYMOUS
+from gateway.cache.keys import parse_chat
 from gateway.index.hnsw import HnswIndex
 from gateway.index.sync import index_file
 from gateway.settings import Settings
@@ -105,14 +107,17 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     recent = questions[: args.recent]
     store = open_store(url)
     vectors = embedder.embed(recent)
+    # the context every single-turn request of the benchmark has (no system prompt, no params)
+    context = parse_chat({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    context_hash = context.context_hash
     for text, vector in zip(recent, vectors, strict=True):  # after the save: to catch up
         store.add_entry(
             NewEntry(
                 partition=PARTITION,
                 model_family="gpt-4o-mini",
                 text=text,
-                context_hash="",
-                request_hash=f"recent-{text}",
+                context_hash=context_hash,
+                request_hash=hashlib.sha256(text.encode()).hexdigest(),
                 request_json="{}",
                 response_json='{"choices": [{"message": {"role": "assistant", "content": "x"}}]}',
                 embedding=vector,
@@ -154,11 +159,18 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                         raise RuntimeError("the gateway exited")
                     time.sleep(0.05)
                 result["ready_s"] = time.perf_counter() - began
-                response = client.post("/v1/chat/completions", json=body, headers=headers)
+                # Until the index is loaded a lookup fails open at its deadline (the load
+                # goes on): ask until the semantic tier answers.
+                asked_times = 0
+                while True:
+                    response = client.post("/v1/chat/completions", json=body, headers=headers)
+                    asked_times += 1
+                    if response.headers.get("x-cache-tier") == "semantic":
+                        break
+                    if time.perf_counter() - began > 600:
+                        raise RuntimeError(f"no semantic hit: {dict(response.headers)}")
                 result["first_hit_s"] = time.perf_counter() - began
-                result["first_response"] = response.headers.get(
-                    "x-cache-tier"
-                ) or response.headers.get("x-cache")
+                result["asked_until_hit"] = asked_times
                 again = time.perf_counter()
                 client.post("/v1/chat/completions", json=body, headers=headers)
                 result["next_hit_ms"] = (time.perf_counter() - again) * 1000
@@ -179,9 +191,9 @@ def main() -> None:
     setup = result["setup"]
     print_table(
         ["store", "entries", "bulk insert s", "index build s", "index save s", "ready s",
-         "first semantic hit s", "served as", "next hit ms"],
+         "first semantic hit s", "requests until then", "next hit ms"],
         [[result["store"], result["entries"], setup["insert_s"], setup["index_s"],
-          setup["save_s"], result["ready_s"], result["first_hit_s"], result["first_response"],
+          setup["save_s"], result["ready_s"], result["first_hit_s"], result["asked_until_hit"],
           result["next_hit_ms"]]],
     )  # fmt: skip
     write_json(f"startup-{result['store'].split('+')[0]}", result)
