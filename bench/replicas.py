@@ -8,6 +8,9 @@ For `--trials` rounds each:
 2. that entry deleted through A, until B no longer serves it;
 3. a threshold PATCHed through A, until B's `x-cache-threshold` shows it.
 
+Then the write path of a stored miss alone (an entry, its change row, the quota trim),
+from 4 threads on the same store: how many entries a second one database takes here.
+
 Times run from A's answer to B's first request that shows the change (B is asked every
 `--poll-ms`). On PostgreSQL the change log's NOTIFY wakes B; on SQLite B polls the log
 every `cache.follow_interval_s` (here `--follow-s`).
@@ -127,12 +130,42 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "follow_interval_s": args.follow_s, "after_a": figures}  # fmt: skip
 
 
+def writes(store: str, count: int, threads: int) -> dict[str, float]:
+    """The write path of a stored miss, from `threads` threads (as replicas would): the
+    entry with its change row (and NOTIFY), then the quota trim. Entries a second."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.store import NewEntry, Partition, open_store
+
+    opened = open_store(store)
+    vector = np.ones(384, np.float32) / np.sqrt(384)
+
+    def one(i: int) -> None:
+        opened.add_entry(
+            NewEntry(
+                partition=Partition("writes", "", "default"), model_family="gpt-4o-mini",
+                text=f"write {i}", context_hash="", request_hash=f"{i:064d}",
+                request_json="{}", response_json="{}", embedding=vector, embedding_model="m",
+                created_at=time.time(), expires_at=None,
+            )
+        )  # fmt: skip
+        opened.trim("writes", "default", 10**9, "lru")
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(count)))
+    elapsed = time.perf_counter() - began
+    opened.engine.dispose()
+    return {"entries": count, "threads": threads, "per_s": count / elapsed}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store", help="a shared store URL (default: a SQLite file)")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--poll-ms", type=float, default=5.0)
-    parser.add_argument("--follow-s", type=float, default=1.0)
+    parser.add_argument("--follow-s", type=float, default=0.25)
+    parser.add_argument("--writes", type=int, default=2000, help="entries for the write rate")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as folder:
         result = run(args, Path(folder))
@@ -144,6 +177,10 @@ def main() -> None:
         [[labels[k], v["p50_ms"], v["p95_ms"], v["max_ms"], v["never"]]
          for k, v in result["after_a"].items()],
     )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-writes-") as folder:
+        store = args.store or f"sqlite:///{Path(folder) / 'writes.db'}"
+        result["writes"] = writes(store, args.writes, threads=4)
+    print(f"\nwrite path of a stored miss, 4 threads: {result['writes']['per_s']:.0f} entries/s")
     write_json(f"replicas-{result['store'].split('+')[0]}", result)
 
 

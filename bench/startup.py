@@ -38,7 +38,7 @@ from gateway.auth import ANONYMOUS
 from gateway.cache.keys import parse_chat
 from gateway.index.hnsw import HnswIndex
 from gateway.index.sync import index_file
-from gateway.settings import Settings
+from gateway.settings import IndexParams, Settings
 from gateway.store import NewEntry, Partition, open_store
 from gateway.store.models import CacheEntry
 from gateway.store.queries import encode_vector
@@ -52,7 +52,9 @@ def seed(url: str, index_dir: Path, entries: int, model_id: str, dim: int) -> di
     """`entries` rows in bulk and their saved index; seconds each step took."""
     store = open_store(url)
     rng = np.random.default_rng(0)
-    index = HnswIndex(dim, model_id=model_id)
+    # ef_construction 40 (the gateway builds with 200): the setup is 4x faster, and loading
+    # a saved index does not depend on it (M, and so the file, is the gateway's).
+    index = HnswIndex(dim, model_id=model_id, params=IndexParams(ef_construction=40))
     timings = {"insert_s": 0.0, "index_s": 0.0}
     now = time.time()
     for start in range(0, entries, CHUNK):

@@ -12,8 +12,10 @@ if [ -z "$bin" ]; then
         echo "tests/postgres.sh: install PostgreSQL (Debian: apt-get install postgresql)" >&2
         exit 2
     fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql > /dev/null
+    # as root throughout (no `_apt` sandbox user: some images deny it /dev/null)
+    apt-get -o APT::Sandbox::User=root update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y -qq \
+        postgresql > /dev/null
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
