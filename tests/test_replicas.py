@@ -156,3 +156,30 @@ def test_a_replica_killed_under_load_loses_no_acknowledged_entry(
         # Every answer A acknowledged was stored: B serves each from the shared store.
         assert all(_tier(b, text) == "exact" for text in acknowledged)
         assert served_by_b == [200] * 30  # B kept serving throughout
+
+
+def test_a_model_activated_through_one_replica_is_served_by_the_other(
+    tmp_path: Path, upstream: FakeUpstream, model_cache: Path
+) -> None:
+    shared = store_url(tmp_path / "shared.db")
+    configs = [
+        write_config(tmp_path / name, upstream_base_url=upstream.base_url,
+                     model_cache=model_cache, store=shared, embedding='model = "base"')
+        for name in ("a", "b")
+    ]  # fmt: skip
+    env = {**gateway_env(), "GATEWAY_ADMIN_TOKEN": "replicas-admin"}
+    with gateway_process(configs[0], env) as (_, a), gateway_process(configs[1], env) as (_, b):
+        root_a, root_b = a.removesuffix("/v1"), b.removesuffix("/v1")
+        assert _ask(a, QUESTION, store=True).headers["x-cache"] == "miss"
+
+        def serving(root: str) -> str:
+            view = httpx.get(f"{root}/admin/model", headers=ADMIN).json()
+            return str(view["model"])
+
+        assert serving(root_b) == "base"
+        started = httpx.post(f"{root_a}/admin/model", json={"model": "trained"}, headers=ADMIN)
+        assert started.status_code in (200, 202), started.text
+        assert _until(lambda: serving(root_a) == "trained", 120)
+        # B hears of the activation in the change log and makes the same change.
+        assert _until(lambda: serving(root_b) == "trained", 120)
+        assert _until(lambda: _tier(b, PARAPHRASE) == "semantic", 30)  # its new indexes
