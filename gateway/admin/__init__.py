@@ -9,7 +9,7 @@ from gateway.admin.feedback import feedback
 from gateway.admin.model import model
 from gateway.admin.openapi import openapi
 from gateway.admin.policies import list_policies, policy
-from gateway.admin.stats import stats
+from gateway.admin.stats import stats, stats_series
 from gateway.admin.upstreams import metrics, upstreams
 
 
@@ -17,6 +17,7 @@ def routes() -> list[Route]:
     return [
         Route("/admin/openapi.json", openapi, methods=["GET"]),
         Route("/admin/stats", stats, methods=["GET"]),
+        Route("/admin/stats/series", stats_series, methods=["GET"]),
         Route("/admin/policies", list_policies, methods=["GET"]),
         Route("/admin/policies/{category}", policy, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/admin/entries", list_entries, methods=["GET"]),

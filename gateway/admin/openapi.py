@@ -204,6 +204,22 @@ DOCUMENT: dict[str, Any] = {
                 ],
             )
         },
+        "/admin/stats/series": {
+            "get": _op(
+                "The totals of /admin/stats per time bucket (aligned to multiples of it), "
+                "oldest first; buckets without requests are left out",
+                params=[
+                    _param("since", "query", TIME, TIME_TEXT + "; default until - 24 h"),
+                    _param("until", "query", TIME, TIME_TEXT + "; default now"),
+                    _param(
+                        "bucket",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 31 * 86_400},
+                        "seconds per bucket; default 3600; at most 10,000 buckets",
+                    ),
+                ],
+            )
+        },
         "/admin/policies": {"get": _op("Every category's policy in force", errors=())},
         "/admin/policies/{category}": {
             "get": _op("One policy", params=[CATEGORY], errors=("400", "404")),

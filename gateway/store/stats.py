@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.store.models import Feedback, RequestEvent
@@ -200,3 +200,14 @@ def compute(store: Store, since: float, until: float) -> dict[str, Any]:
         "totals": totals.get(TOTAL) or _summary({}, 0, 0.0, {}, 0),
         **{name: dict(sorted(groups.items())) for name, groups in breakdowns.items()},
     }
+
+
+def series(store: Store, since: float, until: float, bucket: int) -> list[dict[str, Any]]:
+    """The same figures per time bucket of `bucket` seconds (aligned to multiples of it),
+    oldest first; buckets without requests or verdicts are left out. One GROUP BY per
+    figure over the window, the bucket computed in SQL."""
+    window = [RequestEvent.ts >= since, RequestEvent.ts < until]
+    key = cast(RequestEvent.ts / bucket, Integer)
+    false_key = cast(Feedback.ts / bucket, Integer)
+    grouped = _grouped(store, key, window, false_key, since, until)
+    return [{"start": int(k) * bucket, **grouped[k]} for k in sorted(grouped)]

@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,47 @@ def test_an_empty_window_has_no_percentiles(store: Store) -> None:
     assert stats["totals"]["requests"] == 0
     assert stats["totals"]["added_latency_ms"] == {"p50": None, "p95": None, "p99": None}
     assert stats["by_category"] == {}
+
+
+def test_the_series_matches_the_stats_of_each_bucket(store: Store) -> None:
+    """Each bucket of the series holds what `/admin/stats` gives for that bucket's window."""
+    from gateway.store.stats import series
+
+    rng = random.Random(11)
+    with store.session() as session, session.begin():
+        session.add_all(
+            RequestEvent(
+                ts=1000.0 + rng.uniform(0, 300), tenant="t1", category="default",
+                outcome=rng.choice(OUTCOMES), latency_ms=rng.uniform(1, 100),
+                upstream_ms=rng.choice([None, 5.0]), prompt_tokens=3, completion_tokens=4,
+                cost_usd=0.001, requested_model="small",
+            )
+            for _ in range(300)
+        )  # fmt: skip
+        session.add(
+            Feedback(ts=1130.0, tenant="t1", entry_id=1, correct=False, category="default",
+                     source="admin", entry_text="q")
+        )  # fmt: skip
+    points = series(store, 900.0, 1400.0, 60)
+    assert [p["start"] for p in points] == [960, 1020, 1080, 1140, 1200, 1260]
+    assert sum(p["requests"] for p in points) == 300
+    for point in points:
+        alone = compute(store, point["start"], point["start"] + 60)["totals"]
+        assert point == {"start": point["start"], **alone}
+    assert [p["false_hits"] for p in points] == [0, 0, 1, 0, 0, 0]
+
+
+def test_the_series_endpoint_validates_its_bucket(seeded_admin_client: Any) -> None:
+    from tests.gateway.conftest import ADMIN
+
+    client = seeded_admin_client
+    found = client.get("/admin/stats/series", params={"bucket": 60}, headers=ADMIN)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["object"] == "stats.series" and body["bucket"] == 60
+    totals = client.get("/admin/stats", headers=ADMIN).json()["totals"]
+    assert sum(p["requests"] for p in body["data"]) == totals["requests"] == 2
+    for bad in ({"bucket": 0}, {"bucket": "x"}, {"bucket": 1, "since": 0}):
+        refused = client.get("/admin/stats/series", params=bad, headers=ADMIN)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "bucket"
+    assert client.get("/admin/stats/series").status_code == 401
