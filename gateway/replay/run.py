@@ -23,6 +23,7 @@ from gateway.replay.workload import Request, Workload
 from gateway.settings import ModelSettings, RouteSettings, Settings, StoreSettings
 from gateway.upstream import SIMULATED_PREFIX, SimulatedUpstream, SimulationProfile
 
+REPLAY_DEADLINE_MS = 60_000.0
 # The simulated upstream answers at once; its latency is modelled, not slept.
 MODELLED = SimulationProfile()
 
@@ -60,7 +61,10 @@ def replay_settings(
     with tempfile.TemporaryDirectory(prefix="gateway-replay-") as folder:
         if config is None:
             store = StoreSettings(url=f"sqlite:///{Path(folder) / 'replay.db'}")
-            settings = replace(settings, store=store)
+            # No lookup fails open for time: a replay says what the cache would do, the same
+            # on a busy machine as on an idle one.
+            cache = replace(settings.cache, lookup_deadline_ms=REPLAY_DEADLINE_MS)
+            settings = replace(settings, store=store, cache=cache)
         if not live and small is None:
             simulated = tuple(
                 ModelSettings(name=name, litellm_model=f"{SIMULATED_PREFIX}{model}")

@@ -12,7 +12,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.store.models import Feedback, RequestEvent
@@ -207,7 +218,13 @@ def series(store: Store, since: float, until: float, bucket: int) -> list[dict[s
     oldest first; buckets without requests or verdicts are left out. One GROUP BY per
     figure over the window, the bucket computed in SQL."""
     window = [RequestEvent.ts >= since, RequestEvent.ts < until]
-    key = cast(RequestEvent.ts / bucket, Integer)
-    false_key = cast(Feedback.ts / bucket, Integer)
+    sqlite = store.engine.dialect.name == "sqlite"
+
+    def floor(quotient: ColumnElement[float]) -> ColumnElement[int]:
+        # CAST truncates on SQLite (times are positive: the floor); PostgreSQL rounds
+        return cast(quotient, Integer) if sqlite else cast(func.floor(quotient), BigInteger)
+
+    key = floor(RequestEvent.ts / bucket)
+    false_key = floor(Feedback.ts / bucket)
     grouped = _grouped(store, key, window, false_key, since, until)
     return [{"start": int(k) * bucket, **grouped[k]} for k in sorted(grouped)]
