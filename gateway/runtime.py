@@ -293,11 +293,9 @@ async def _follow(gw: Gateway, interval: float, woken: asyncio.Event | None) -> 
         if woken is None:
             await asyncio.sleep(interval)
             continue
-        try:
+        with contextlib.suppress(TimeoutError):  # no notification: read the log anyway
             async with asyncio.timeout(interval):
                 await woken.wait()
-        except TimeoutError:
-            pass
         woken.clear()
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.fake_upstream import FakeUpstream, answer_for, serve_fake_upstream
 from tests.support.gateway_process import gateway_env, gateway_process, write_config
-from tests.support.stores import store_url
+from tests.support.stores import on_postgres, store_url
 
 ADMIN = {"authorization": "Bearer replicas-admin"}
 QUESTION = "How do I keep basil fresh for longer?"
@@ -48,6 +48,23 @@ def _until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
     return False
 
 
+def _replicas(
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    model_cache: Path,
+    *,
+    extra: str = "",
+    embedding: str = "",
+) -> list[Path]:
+    """Configs of two gateways, `a` and `b`, each with its own folder, on one store."""
+    shared = store_url(tmp_path / "shared.db")
+    return [
+        write_config(tmp_path / name, upstream_base_url=upstream.base_url,
+                     model_cache=model_cache, extra=extra, embedding=embedding, store=shared)
+        for name in ("a", "b")
+    ]  # fmt: skip
+
+
 def _tier(base: str, text: str) -> str | None:
     tier: str | None = _ask(base, text).headers.get("x-cache-tier")
     return tier
@@ -56,13 +73,11 @@ def _tier(base: str, text: str) -> str | None:
 def test_two_replicas_follow_each_other_through_the_store(
     tmp_path: Path, upstream: FakeUpstream, model_cache: Path
 ) -> None:
-    shared = store_url(tmp_path / "shared.db")
-    extra = "\n[cache]\nfollow_interval_s = 0.5\nsweep_interval_s = 0.5\n"
-    configs = [
-        write_config(tmp_path / name, upstream_base_url=upstream.base_url,
-                     model_cache=model_cache, extra=extra, store=shared)
-        for name in ("a", "b")
-    ]  # fmt: skip
+    # On PostgreSQL the log is read only every 30 s unless a NOTIFY wakes the follower: every
+    # bounded wait below (20 s) then holds only if the notifications work.
+    follow = 30 if on_postgres() else 0.5
+    extra = f"\n[cache]\nfollow_interval_s = {follow}\nsweep_interval_s = 0.5\n"
+    configs = _replicas(tmp_path, upstream, model_cache, extra=extra)
     env = {**gateway_env(), "GATEWAY_ADMIN_TOKEN": "replicas-admin"}
     with gateway_process(configs[0], env) as (_, a), gateway_process(configs[1], env) as (_, b):
         root_a, root_b = a.removesuffix("/v1"), b.removesuffix("/v1")
@@ -116,12 +131,7 @@ def test_two_replicas_follow_each_other_through_the_store(
 def test_a_replica_killed_under_load_loses_no_acknowledged_entry(
     tmp_path: Path, upstream: FakeUpstream, model_cache: Path
 ) -> None:
-    shared = store_url(tmp_path / "shared.db")
-    configs = [
-        write_config(tmp_path / name, upstream_base_url=upstream.base_url,
-                     model_cache=model_cache, store=shared)
-        for name in ("a", "b")
-    ]  # fmt: skip
+    configs = _replicas(tmp_path, upstream, model_cache)
     env = gateway_env()
     texts = [f"Suggest a name for a boat, idea number {i}" for i in range(400)]
     acknowledged: list[str] = []
@@ -161,12 +171,7 @@ def test_a_replica_killed_under_load_loses_no_acknowledged_entry(
 def test_a_model_activated_through_one_replica_is_served_by_the_other(
     tmp_path: Path, upstream: FakeUpstream, model_cache: Path
 ) -> None:
-    shared = store_url(tmp_path / "shared.db")
-    configs = [
-        write_config(tmp_path / name, upstream_base_url=upstream.base_url,
-                     model_cache=model_cache, store=shared, embedding='model = "base"')
-        for name in ("a", "b")
-    ]  # fmt: skip
+    configs = _replicas(tmp_path, upstream, model_cache, embedding='model = "base"')
     env = {**gateway_env(), "GATEWAY_ADMIN_TOKEN": "replicas-admin"}
     with gateway_process(configs[0], env) as (_, a), gateway_process(configs[1], env) as (_, b):
         root_a, root_b = a.removesuffix("/v1"), b.removesuffix("/v1")

@@ -168,6 +168,11 @@ MODEL = {
     "additionalProperties": False,
 }
 
+WINDOW = [
+    _param("since", "query", TIME, TIME_TEXT + "; default until - 24 h"),
+    _param("until", "query", TIME, TIME_TEXT + "; default now"),
+]
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "semantic-cache-gateway admin API", "version": "1"},
@@ -198,10 +203,7 @@ DOCUMENT: dict[str, Any] = {
             "get": _op(
                 "Requests, hits, misses, bypasses, savings, added latency and false hits, "
                 "in total and per category, tenant and model",
-                params=[
-                    _param("since", "query", TIME, TIME_TEXT + "; default until - 24 h"),
-                    _param("until", "query", TIME, TIME_TEXT + "; default now"),
-                ],
+                params=WINDOW,
             )
         },
         "/admin/stats/series": {
@@ -209,8 +211,7 @@ DOCUMENT: dict[str, Any] = {
                 "The totals of /admin/stats per time bucket (aligned to multiples of it), "
                 "oldest first; buckets without requests are left out",
                 params=[
-                    _param("since", "query", TIME, TIME_TEXT + "; default until - 24 h"),
-                    _param("until", "query", TIME, TIME_TEXT + "; default now"),
+                    *WINDOW,
                     _param(
                         "bucket",
                         "query",
