@@ -60,9 +60,12 @@ async def _change(gw: Gateway, method: str, name: str, body: dict[str, Any]) -> 
             raise NotFound(f"category {name!r} has no run-time change", param="category")
         gw.overridden.discard(name)
         restored = gw.settings.policies.by_name.get(name)
-        remaining = [p for p in gw.policies.policies if p.name != name]
-        rebuilt = PolicySet(tuple(remaining), gw.policies.classifier)
-        await apply_policies(gw, rebuilt.replace(restored) if restored else rebuilt)
+        if restored is not None:  # in its place (`default`, which must exist, included)
+            rebuilt = gw.policies.replace(restored)
+        else:
+            remaining = tuple(p for p in gw.policies.policies if p.name != name)
+            rebuilt = PolicySet(remaining, gw.policies.classifier)
+        await apply_policies(gw, rebuilt)
         return JSONResponse({"object": "policy.deleted", "name": name, "restored": bool(restored)})
     # What GET shows besides the fields: a policy read may be written back as it is.
     if body.pop("object", "policy") != "policy":

@@ -192,6 +192,19 @@ def test_a_policy_change_applies_to_the_next_request_and_survives_a_restart(
         assert client.delete("/admin/policies/code", headers=ADMIN).status_code == 404
         assert client.delete("/admin/policies/recipes", headers=ADMIN).json()["restored"] is False
         assert client.get("/admin/policies/recipes", headers=ADMIN).status_code == 404
+        # `default`, which must always exist, goes back to its file too, in its place.
+        order = [p["name"] for p in client.get("/admin/policies", headers=ADMIN).json()["data"]]
+        default = client.get("/admin/policies/default", headers=ADMIN).json()["threshold"]
+        assert (
+            client.patch(
+                "/admin/policies/default", json={"threshold": 0.97}, headers=ADMIN
+            ).status_code
+            == 200
+        )
+        assert client.delete("/admin/policies/default", headers=ADMIN).status_code == 200
+        assert client.get("/admin/policies/default", headers=ADMIN).json()["threshold"] == default
+        after = [p["name"] for p in client.get("/admin/policies", headers=ADMIN).json()["data"]]
+        assert after == order
 
 
 def test_a_stored_policy_that_does_not_validate_is_ignored_at_start(
