@@ -20,6 +20,7 @@ from gateway.http.responses import not_allowed, not_found, on_gateway_error
 from gateway.middleware import CatchErrors, RequestContext
 from gateway.runtime import running
 from gateway.settings import Settings
+from gateway.ui import routes as ui_routes
 from gateway.upstream import Upstream
 
 
@@ -62,6 +63,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *admin_routes(),
+            *ui_routes(),
         ],
         lifespan=lifespan,
         middleware=[Middleware(RequestContext), Middleware(CatchErrors)],

@@ -9,6 +9,7 @@ from gateway.admin.feedback import feedback
 from gateway.admin.model import model
 from gateway.admin.openapi import openapi
 from gateway.admin.policies import list_policies, policy
+from gateway.admin.replay import replay_report
 from gateway.admin.stats import stats, stats_series
 from gateway.admin.upstreams import metrics, upstreams
 
@@ -25,6 +26,7 @@ def routes() -> list[Route]:
         Route("/admin/purge", purge, methods=["POST"]),
         Route("/admin/feedback", feedback, methods=["POST"]),
         Route("/admin/upstreams", upstreams, methods=["GET"]),
+        Route("/admin/replay/report", replay_report, methods=["POST"]),
         Route("/admin/model", model, methods=["GET", "POST"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -15,6 +15,7 @@ from gateway.admin.entries import MAX_Q
 from gateway.admin.feedback import MAX_NOTE, MAX_RESPONSE_ID
 from gateway.admin.policies import MAX_EXAMPLE_CHARS, MAX_EXAMPLES
 from gateway.http.responses import JSONResponse
+from gateway.replay.document import ReplayFigures
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 OBJECT = {"type": "object"}
@@ -168,6 +169,22 @@ MODEL = {
     "additionalProperties": False,
 }
 
+# The replay document's schema, from the pydantic model that checks it; its parts join the
+# components, where its references point.
+REPLAY = ReplayFigures.model_json_schema(ref_template="#/components/schemas/{model}")
+REPLAY_PARTS = REPLAY.pop("$defs", {})
+
+
+def _replay_report() -> dict[str, Any]:
+    op = _op(
+        "The HTML report of a `gateway replay --json` document, drawn as `gateway replay "
+        "--html` draws it",
+        body=REPLAY,
+    )
+    op["responses"]["200"]["content"] = {"text/html": {"schema": {"type": "string"}}}
+    return op
+
+
 WINDOW = [
     _param("since", "query", TIME, TIME_TEXT + "; default until - 24 h"),
     _param("until", "query", TIME, TIME_TEXT + "; default now"),
@@ -194,7 +211,8 @@ DOCUMENT: dict[str, Any] = {
                         },
                     }
                 },
-            }
+            },
+            **REPLAY_PARTS,
         },
     },
     "paths": {
@@ -297,6 +315,7 @@ DOCUMENT: dict[str, Any] = {
         "/admin/upstreams": {
             "get": _op("Per model load and the thresholds it produces", errors=())
         },
+        "/admin/replay/report": {"post": _replay_report()},
         "/admin/model": {
             "get": _op("The similarity model serving, and the change in progress", errors=()),
             "post": _op(

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Makes sure a Chromium is here for the dashboard's browser tests (tests/test_dashboard.py):
+# installs Debian's chromium package when none is found and this runs as root; Playwright
+# drives it (Playwright's own browser download is not used).
+set -euo pipefail
+
+for name in chromium chromium-browser google-chrome; do
+    if command -v "$name" > /dev/null; then
+        exit 0
+    fi
+done
+if [ -n "${GATEWAY_TEST_CHROMIUM:-}" ] && [ -x "$GATEWAY_TEST_CHROMIUM" ]; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/chromium.sh: install Chromium (Debian: apt-get install chromium)" >&2
+    exit 2
+fi
+# as root throughout (no `_apt` sandbox user: some images deny it /dev/null)
+apt-get -o APT::Sandbox::User=root update -qq
+DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y -qq \
+    chromium > /dev/null
