@@ -28,8 +28,9 @@ def chromium_path() -> str:
 
 @contextmanager
 def chromium() -> Iterator[Browser]:
-    # Chromium's sandbox refuses to run as root (CI runs as root).
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    # Chromium's sandbox refuses to run as root (CI runs as root); a container's small
+    # /dev/shm would crash its renderer.
+    args = ["--disable-dev-shm-usage", *(["--no-sandbox"] if os.geteuid() == 0 else [])]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=args)
         try:

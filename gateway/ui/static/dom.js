@@ -66,7 +66,9 @@ export async function redo(work) {
   } catch (error) {
     say(error.message, "error");
   }
-  if (focused) document.getElementById(focused)?.focus();
+  // The control that asked, when it is still there; else the view's heading.
+  const again = (focused && document.getElementById(focused)) || document.getElementById("view-title");
+  again?.focus();
 }
 
 // A table of rows already here, `size` a page, with its own Previous and Next buttons.

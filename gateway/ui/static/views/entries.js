@@ -47,8 +47,8 @@ async function open(id, root) {
     el("h4", {}, "Answer"), el("pre", { class: "answer" }, answer(entry.response)),
     el("div", { class: "actions" },
       el("label", { for: "feedback-note", class: "visually-hidden" }, "Note"), note,
-      el("button", { type: "button", id: "mark-wrong", onclick: () => markWrong(entry, note.value, root) }, "Mark hit wrong"),
-      el("button", { type: "button", id: "delete-entry", class: "danger", onclick: () => remove(entry, root) }, "Delete entry"),
+      el("button", { type: "button", id: "mark-wrong", onclick: () => redo(() => markWrong(entry, note.value, root)) }, "Mark hit wrong"),
+      el("button", { type: "button", id: "delete-entry", class: "danger", onclick: () => redo(() => remove(entry, root)) }, "Delete entry"),
       el("button", { type: "button", class: "secondary", onclick: () => panel.replaceChildren() }, "Close")));
   panel.querySelector("#entry-title").focus();
 }
@@ -103,7 +103,7 @@ function form(root, categories) {
     field("older_than_s", "Created before", select("older_than_s", { "": "any time", 3600: "1 hour ago", 86400: "24 hours ago", 604800: "7 days ago" })),
     el("div", { class: "actions" },
       el("button", { type: "submit", id: "search" }, "Search"),
-      el("button", { type: "button", id: "purge", class: "danger", onclick: () => purge(root) }, "Purge matching…")));
+      el("button", { type: "button", id: "purge", class: "danger", onclick: () => redo(() => purge(root)) }, "Purge matching…")));
   search.addEventListener("submit", (event) => {
     event.preventDefault();
     for (const name of Object.keys(state.filters)) state.filters[name] = search.elements[name].value;

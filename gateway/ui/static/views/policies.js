@@ -88,9 +88,9 @@ function card(policy, upstreams, options, reload) {
       el("div", { class: "fields" }, FIELDS.slice(11).map((f) => control(policy, f, options)))),
     effective(policy, upstreams),
     el("div", { class: "actions" },
-      el("button", { type: "submit" }, "Save"),
+      el("button", { type: "submit", id: `${policy.name}-save` }, "Save"),
       policy.overridden
-        ? el("button", { type: "button", class: "secondary", onclick: () => revert(policy, reload) }, "Back to the policy file")
+        ? el("button", { type: "button", class: "secondary", id: `${policy.name}-revert`, onclick: () => redo(() => revert(policy, reload)) }, "Back to the policy file")
         : null),
     status);
   form.addEventListener("submit", async (event) => {
