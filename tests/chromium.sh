@@ -12,11 +12,4 @@ done
 if [ -n "${GATEWAY_TEST_CHROMIUM:-}" ] && [ -x "$GATEWAY_TEST_CHROMIUM" ]; then
     exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-    echo "tests/chromium.sh: install Chromium (Debian: apt-get install chromium)" >&2
-    exit 2
-fi
-# as root throughout (no `_apt` sandbox user: some images deny it /dev/null)
-apt-get -o APT::Sandbox::User=root update -qq
-DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y -qq \
-    chromium > /dev/null
+"$(dirname "$0")/debian-install.sh" chromium Chromium

@@ -8,14 +8,7 @@ set -euo pipefail
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bin" ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "tests/postgres.sh: install PostgreSQL (Debian: apt-get install postgresql)" >&2
-        exit 2
-    fi
-    # as root throughout (no `_apt` sandbox user: some images deny it /dev/null)
-    apt-get -o APT::Sandbox::User=root update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y -qq \
-        postgresql > /dev/null
+    "$(dirname "$0")/debian-install.sh" postgresql PostgreSQL
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
