@@ -283,8 +283,11 @@ async def _semantic(
     assert found.vector is not None and found.effective is not None
     policy = found.policy
     near = examples and policy.examples and policy.example_k_max > 0
-    if not near and not (hits and policy.semantic):
-        return  # nothing to search for: exact repeats only, and no examples
+    # A pool of answers gives variety above temperature 0; a semantic hit, one answer, would
+    # not (nor, while the pool fills, would it let the pool fill): its exact tier only.
+    hits = hits and policy.semantic and (policy.pool <= 1 or key.temperature == 0)
+    if not near and not hits:
+        return  # nothing to search for: no hit wanted, and no examples
     semantic = await cache.lookup_semantic(
         caller.tenant,
         caller.namespace,

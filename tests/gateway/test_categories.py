@@ -52,27 +52,29 @@ def test_creative_serves_exact_repeats_only_and_temperature_is_per_category(
     assert events[-1].bypass_reason == "temperature_above_limit"
 
 
+@pytest.mark.parametrize("category", ["creative", "default"])  # exact repeats only, or not
 def test_a_pool_keeps_distinct_answers_and_serves_one_once_full(
-    make_fast_app: AppFactory, upstream: FakeUpstream
+    make_fast_app: AppFactory, upstream: FakeUpstream, category: str
 ) -> None:
-    with make_fast_app(categories={"creative": {"pool": 3}}) as client:
+    with make_fast_app(categories={category: {"pool": 3}}) as client:
         story = "Write a short story about a lighthouse keeper"
-        kinds = [ask(client, story, temperature=0.8).headers["x-cache"] for _ in range(3)]
+        # While the pool fills, not even the semantic tier serves the stored answers.
+        kinds = [ask(client, story, category, temperature=0.8).headers["x-cache"] for _ in range(3)]
         assert kinds == ["miss"] * 3  # the pool fills: each asks the upstream
         pooled = {e.id for e in entries(client)}
         assert len(pooled) == 3 and len(upstream.calls) == 3
         served = set()
         for _ in range(24):
-            response = ask(client, story, temperature=0.8)
+            response = ask(client, story, category, temperature=0.8)
             assert response.headers["x-cache"] == "hit"
             served.add(int(response.headers["x-cache-entry"]))
         assert served <= pooled and len(served) >= 2  # random among the pool (p of 1: 3^-23)
         assert len(upstream.calls) == 3
         # At temperature 0 a stored answer is served at once, pool full or not.
         other = "Write a limerick about a cat"
-        assert ask(client, other, temperature=0).headers["x-cache"] == "miss"
-        assert ask(client, other, temperature=0).headers["x-cache"] == "hit"
-        assert ask(client, other, temperature=0.8).headers["x-cache"] == "miss"  # filling
+        assert ask(client, other, category, temperature=0).headers["x-cache"] == "miss"
+        assert ask(client, other, category, temperature=0).headers["x-cache"] == "hit"
+        assert ask(client, other, category, temperature=0.8).headers["x-cache"] == "miss"  # filling
 
 
 def test_policy_decides_ttl_threshold_and_partition(client: TestClient) -> None:
