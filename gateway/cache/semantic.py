@@ -25,11 +25,10 @@ from gateway.cache.keys import RequestKey
 from gateway.index.hnsw import HnswIndex, Neighbor
 from gateway.index.sync import index_file, load_or_rebuild, reconcile
 from gateway.settings import IndexParams
-from gateway.store.changes import ChangeReader
+from gateway.store.changes import ChangeReader, Removed
 from gateway.store.entries import (
     EntryFilter,
     LookupEntry,
-    Removed,
     demote_entry,
     exact_entries,
     exact_entry,

@@ -21,8 +21,10 @@ if TYPE_CHECKING:  # the store's queries log their changes here
 CHANNEL = "gateway_changes"  # PostgreSQL NOTIFY channel, signalled at every commit of one
 OVERLAP = 1024  # change ids re-read below the watermark
 IDS_PER_ROW = 500
+BATCH = 2000  # change ids, and rows, read at once
 
-Removed = tuple[int, str, str, str]  # (entry id, tenant, namespace, category)
+# (entry id, tenant, namespace, category): what the indexes need to forget a removed entry.
+Removed = tuple[int, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,21 @@ def last_change_id(store: Store) -> int:
         return int(session.scalar(select(func.max(Change.id))) or 0)
 
 
-def changes_after(store: Store, after_id: int, *, limit: int = 2000) -> list[Logged]:
+def change_ids_after(store: Store, after_id: int, *, limit: int = BATCH) -> list[int]:
+    """The ids logged after `after_id`, oldest first: what a reader compares with what it
+    has applied, without reading the rows again."""
+    query = select(Change.id).where(Change.id > after_id).order_by(Change.id).limit(limit)
+    with store.session() as session:
+        return [int(i) for i in session.scalars(query)]
+
+
+def changes_by_id(store: Store, ids: list[int]) -> list[Logged]:
+    """The changes `ids` (at most BATCH), in id order."""
     from gateway.store.queries import Partition
 
-    query = select(Change).where(Change.id > after_id).order_by(Change.id).limit(limit)
+    if not ids:
+        return []
+    query = select(Change).where(Change.id.in_(ids)).order_by(Change.id)
     with store.session() as session:
         return [
             Logged(
@@ -93,7 +106,8 @@ def forget_changes(store: Store, before: float) -> int:
 
 
 class ChangeReader:
-    """Reads the log from a watermark, each change once."""
+    """Reads the log from a watermark, each change once. Each read asks for the ids above
+    the overlap below the watermark, and reads in full only the rows it has not applied."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -101,8 +115,9 @@ class ChangeReader:
         self._applied: set[int] = set()
 
     def start(self) -> None:
-        """From now: what is logged from here on."""
+        """From now: what is logged from here on (what is visible now counts as read)."""
         self.watermark = last_change_id(self.store)
+        self._applied = set(change_ids_after(self.store, max(0, self.watermark - OVERLAP)))
 
     def read(self) -> list[Logged]:
         """The changes not read before, in id order (blocking)."""
@@ -112,11 +127,11 @@ class ChangeReader:
         low = max(0, self.watermark - OVERLAP)
         fresh: list[Logged] = []
         while True:
-            rows = changes_after(self.store, low)
-            fresh += [r for r in rows if r.id not in self._applied]
-            if len(rows) < 2000:
+            ids = change_ids_after(self.store, low)
+            fresh += changes_by_id(self.store, [i for i in ids if i not in self._applied])
+            if len(ids) < BATCH:
                 break
-            low = rows[-1].id
+            low = ids[-1]
         for row in fresh:
             self._applied.add(row.id)
             self.watermark = max(self.watermark, row.id)

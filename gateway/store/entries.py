@@ -8,12 +8,9 @@ from dataclasses import dataclass, fields
 
 from sqlalchemy import ColumnElement, delete, select, update
 
-from gateway.store.changes import log_entries
+from gateway.store.changes import Removed, log_entries
 from gateway.store.models import CacheEntry
 from gateway.store.queries import Store
-
-# (id, tenant, namespace, category): what the indexes need to forget a removed entry.
-Removed = tuple[int, str, str, str]
 
 
 @dataclass(frozen=True)
