@@ -279,7 +279,7 @@ def merge(layers: list[tuple[str, Mapping[str, Any]]]) -> PolicySet:
     policies = policies[1:] + policies[:1] if policies and policies[0].name == DEFAULT else policies
     try:
         settings = ClassifierSettings(**classifier)
-    except TypeError as exc:  # a comparison of a wrong type
+    except TypeError as exc:  # a field it does not have
         raise PolicyError(f"[classifier]: {exc}") from None
     return PolicySet(tuple(policies), settings)
 

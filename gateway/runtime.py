@@ -117,9 +117,10 @@ class Gateway:
         return self.classifier.policies
 
 
-BACKGROUND_GRACE_S = 30.0
-# How long the change log is kept: a process away longer reconciles at start instead.
-CHANGE_RETENTION_S = 86_400.0  # how long shutdown waits for answers still being stored
+BACKGROUND_GRACE_S = 30.0  # how long shutdown waits for answers still being stored
+# How long the change log is kept: a process away longer reconciles each index with the
+# store when it loads it instead.
+CHANGE_RETENTION_S = 86_400.0
 
 SIMULATED_MODELS = (
     ModelSettings(
@@ -278,14 +279,19 @@ def _hot_max_age(settings: Settings) -> float:
 async def _follow(gw: Gateway, interval: float, woken: asyncio.Event | None) -> None:
     """What every process logs (this one's and the others') reaches this one's indexes,
     memory, policies and model: at once when the database signals a change, else every
-    `interval` seconds."""
+    `interval` seconds. A model activated elsewhere while this one is still changing
+    models waits for that change to end."""
+    wanted: str | None = None  # the model another gateway activated, not yet started here
     while True:
         try:
             followed = await gw.cache.follow()
+            wanted = followed.model or wanted
             if followed.policies:
                 await reload_policies(gw)
-            model = followed.model
-            if model is not None and model != gw.changer.active and not gw.changer.running:
+            if wanted == gw.changer.active:
+                wanted = None
+            elif wanted is not None and not gw.changer.running:
+                model, wanted = wanted, None
                 logger.info("another gateway activated %s: changing to it", model)
                 await gw.changer.start(gw, model)
         except Exception:

@@ -317,6 +317,18 @@ class VirtualKey:
     namespace: str = ""
     route_header: bool | None = None  # None: as `[tenants] route_header`
 
+    def __post_init__(self) -> None:
+        # The store's columns: a tenant of 64 characters; a namespace of 128, which this
+        # one joined by "/" with a client's `x-cache-namespace` (at most 64) must fit.
+        _check(
+            1 <= len(self.tenant) <= 64,
+            "tenants.virtual_keys: a tenant is 1 to 64 characters",
+        )
+        _check(
+            len(self.namespace) <= 63,
+            "tenants.virtual_keys: a namespace is at most 63 characters",
+        )
+
 
 @dataclass(frozen=True)
 class TenantSettings:

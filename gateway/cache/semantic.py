@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -40,8 +41,12 @@ from gateway.store.queries import NewEntry, Partition, Store, decode_vectors
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 HELD_OVERHEAD = 512  # bytes a held answer costs beyond its texts (objects, the maps)
-# Ids below the last one seen that `follow` reads again: an id given out before a later one
-# may commit after it (PostgreSQL sequences do), and must not be missed.
+
+
+def _logged_failure(partition: Partition, done: asyncio.Future[HnswIndex]) -> None:
+    """A load that failed is logged (and its exception retrieved), waited for or not."""
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        logger.warning("could not load the index of %s: %s", partition, exc)
 
 
 @dataclass
@@ -136,7 +141,7 @@ class SemanticCache:
         loading = self._loading.get(partition)
         if loading is None:
             loading = asyncio.ensure_future(self._load(partition))
-            loading.add_done_callback(lambda done: done.cancelled() or done.exception())
+            loading.add_done_callback(functools.partial(_logged_failure, partition))
             self._loading[partition] = loading
         return await asyncio.shield(loading)
 

@@ -224,23 +224,6 @@ class Store:
         with self._session() as session:
             return [tuple(r) for r in session.execute(select(*columns))]
 
-    def entries_after(
-        self, after_id: int, *, limit: int = 4096
-    ) -> list[tuple[int, Partition, bytes, str]]:
-        """(id, partition, embedding blob, embedding model) of the undemoted entries with an
-        id above `after_id`, in id order: what another process stored since."""
-        query = (
-            select(
-                CacheEntry.id, CacheEntry.tenant, CacheEntry.namespace, CacheEntry.category,
-                CacheEntry.embedding, CacheEntry.embedding_model,
-            )
-            .where(CacheEntry.id > after_id, CacheEntry.demoted_at.is_(None))
-            .order_by(CacheEntry.id)
-            .limit(limit)
-        )  # fmt: skip
-        with self._session() as session:
-            return [(r[0], Partition(r[1], r[2], r[3]), r[4], r[5]) for r in session.execute(query)]
-
     def last_entry_id(self) -> int:
         with self._session() as session:
             return int(session.scalar(select(func.max(CacheEntry.id))) or 0)
@@ -250,9 +233,15 @@ class Store:
             return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
 
     def over_quota(self, quotas: dict[str, int]) -> list[tuple[str, str]]:
-        """(tenant, category) of every tenant past its category's quota, by GROUP BY."""
-        query = select(CacheEntry.tenant, CacheEntry.category, func.count(CacheEntry.id)).group_by(
-            CacheEntry.tenant, CacheEntry.category
+        """(tenant, category) of every tenant past its category's quota, by GROUP BY (only
+        the groups past the smallest quota come back)."""
+        if not quotas:
+            return []
+        count = func.count(CacheEntry.id)
+        query = (
+            select(CacheEntry.tenant, CacheEntry.category, count)
+            .group_by(CacheEntry.tenant, CacheEntry.category)
+            .having(count > min(quotas.values()))
         )
         with self._session() as session:
             return [
@@ -260,13 +249,6 @@ class Store:
                 for tenant, category, count in session.execute(query)
                 if category in quotas and count > quotas[category]
             ]
-
-    def count_category(self, tenant: str, category: str) -> int:
-        query = select(func.count(CacheEntry.id)).where(
-            CacheEntry.tenant == tenant, CacheEntry.category == category
-        )
-        with self._session() as session:
-            return int(session.scalar(query) or 0)
 
     def trim(
         self, tenant: str, category: str, quota: int, eviction: str, *, keep: int | None = None

@@ -121,6 +121,16 @@ def test_the_documented_config_file_loads(tmp_path: Path) -> None:
             "litellm_model = 'y'",
             "unique",
         ),
+        (
+            "[[tenants.virtual_keys]]\nkey_sha256 = 'ab'\ntenant = '" + "t" * 65 + "'",
+            "a tenant is 1 to 64 characters",
+        ),
+        (
+            "[[tenants.virtual_keys]]\nkey_sha256 = 'ab'\ntenant = 't'\nnamespace = '"
+            + "n" * 64
+            + "'",
+            "a namespace is at most 63 characters",
+        ),
     ],
 )
 def test_config_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
