@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, Engine, delete, func, select, update
+from sqlalchemy import ColumnElement, Engine, case, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.store.changes import log_entries
@@ -256,36 +256,30 @@ class Store:
         """Delete the entries of (tenant, category) past `quota`, those `eviction` ranks
         first: lru least recently used (hit or stored), lfu fewest hits, fifo oldest; never
         `keep` (the entry just stored: under lfu it has no hits yet and would always go
-        first). Counted and deleted in one transaction. Returns the (id, namespace) of
-        each, for the indexes."""
+        first). One statement keeps the `quota` best entries it sees and deletes the rest,
+        so concurrent trims (each statement its own snapshot on PostgreSQL) never take the
+        partition below its quota. Returns the (id, namespace) of each, for the indexes."""
+        mine = (CacheEntry.tenant == tenant, CacheEntry.category == category)
+        with self._session() as session:  # the common case: within quota, nothing to rank
+            if int(session.scalar(select(func.count(CacheEntry.id)).where(*mine)) or 0) <= quota:
+                return []
         used = func.coalesce(CacheEntry.last_hit_at, CacheEntry.created_at)
-        order = {
-            "lru": (used, CacheEntry.id),
-            "lfu": (CacheEntry.hit_count, used, CacheEntry.id),
-            "fifo": (CacheEntry.created_at, CacheEntry.id),
+        kept_first = {
+            "lru": (used.desc(), CacheEntry.id.desc()),
+            "lfu": (CacheEntry.hit_count.desc(), used.desc(), CacheEntry.id.desc()),
+            "fifo": (CacheEntry.created_at.desc(), CacheEntry.id.desc()),
         }[eviction]
-        counted = select(func.count(CacheEntry.id)).where(
-            CacheEntry.tenant == tenant, CacheEntry.category == category
-        )
-        query = (
-            select(CacheEntry.id, CacheEntry.namespace)
-            .where(
-                CacheEntry.tenant == tenant,
-                CacheEntry.category == category,
-                CacheEntry.id != (keep if keep is not None else -1),
-            )
-            .order_by(*order)
+        keep_it = case((CacheEntry.id == (keep if keep is not None else -1), 0), else_=1)
+        past = select(CacheEntry.id).where(*mine).order_by(keep_it, *kept_first).offset(quota)
+        statement = (
+            delete(CacheEntry)
+            .where(CacheEntry.id.in_(past))
+            .returning(CacheEntry.id, CacheEntry.namespace)
+            .execution_options(synchronize_session=False)
         )
         with self._session.begin() as session:
-            excess = int(session.scalar(counted) or 0) - quota
-            if excess <= 0:
-                return []
-            victims = [(r[0], r[1]) for r in session.execute(query.limit(excess))]
-            if victims:
-                session.execute(
-                    delete(CacheEntry).where(CacheEntry.id.in_([v[0] for v in victims]))
-                )
-                log_entries(session, "removed", [(i, tenant, ns, category) for i, ns in victims])
+            victims = [(int(r[0]), str(r[1])) for r in session.execute(statement)]
+            log_entries(session, "removed", [(i, tenant, ns, category) for i, ns in victims])
         return victims
 
     def record_event(self, new: NewEvent) -> int:
