@@ -27,7 +27,9 @@ ROUTE_PREFERENCES = ("auto", "large", "small")
 MAX_EXAMPLES = 8
 MAX_EXAMPLE_TOKENS = 32_768
 MAX_POOL = 16
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+MAX_NAME = 64  # characters of a category name
+NAME_PATTERN = rf"^[a-z][a-z0-9_-]{{0,{MAX_NAME - 1}}}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 class PolicyError(ValueError):

@@ -16,6 +16,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from categories.policy import MAX_NAME
 from gateway.admin.common import gateway, integer, json_object, text
 from gateway.auth import AdminAuth, Tenancy
 from gateway.errors import InvalidRequest, NotFound, Unauthorized
@@ -50,7 +51,7 @@ async def feedback(request: Request) -> Response:
     if entry_id is None and response_id is None:
         raise InvalidRequest("name the hit: entry_id or response_id", param="entry_id")
     note = text(body, "note", max_length=MAX_NOTE) or ""
-    right_category = text(body, "category", max_length=64)
+    right_category = text(body, "category", max_length=MAX_NAME)
     if right_category is not None and right_category not in gw.policies:
         raise InvalidRequest(f"no category {right_category!r}", param="category")
     loop = asyncio.get_running_loop()

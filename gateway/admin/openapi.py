@@ -9,11 +9,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from categories import policy as policies_module
-from categories.policy import EVICTIONS, MAX_EXAMPLE_TOKENS, ROUTE_PREFERENCES
+from categories.policy import (
+    EVICTIONS,
+    MAX_EXAMPLE_TOKENS,
+    MAX_NAME,
+    NAME_PATTERN,
+    ROUTE_PREFERENCES,
+)
 from gateway.admin.common import MAX_ID, MAX_PAGE, MAX_TEXT, admin
 from gateway.admin.entries import MAX_Q
 from gateway.admin.feedback import MAX_NOTE, MAX_RESPONSE_ID
 from gateway.admin.policies import MAX_EXAMPLE_CHARS, MAX_EXAMPLES
+from gateway.admin.stats import MAX_BUCKET_S, MAX_BUCKETS
 from gateway.http.responses import JSONResponse
 from gateway.replay.document import ReplayFigures
 
@@ -97,7 +104,7 @@ FILTERS = [
 CATEGORY = _param(
     "category",
     "path",
-    {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+    {"type": "string", "pattern": NAME_PATTERN},
     "category name",
 )
 ENTRY = _param("entry_id", "path", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "entry id")
@@ -147,7 +154,7 @@ FEEDBACK = {
         "note": {"type": "string", "maxLength": MAX_NOTE},
         "category": {
             "type": "string",
-            "maxLength": 64,
+            "maxLength": MAX_NAME,
             "description": "the category the prompt should have had (a configured one)",
         },
     },
@@ -233,8 +240,8 @@ DOCUMENT: dict[str, Any] = {
                     _param(
                         "bucket",
                         "query",
-                        {"type": "integer", "minimum": 1, "maximum": 31 * 86_400},
-                        "seconds per bucket; default 3600; at most 10,000 buckets",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_BUCKET_S},
+                        f"seconds per bucket; default 3600; at most {MAX_BUCKETS:,} buckets",
                     ),
                 ],
             )

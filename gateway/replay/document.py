@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_POINTS = 1_000_000  # of one series: a replay of a million requests
 MAX_CATEGORIES = 256
-MAX_NAME = 256
+MAX_NAME = 256  # characters of a name, and of a wrong field's path in an error
 
 Name = Annotated[str, Field(max_length=MAX_NAME)]
 Count = Annotated[int, Field(ge=0)]
@@ -85,7 +85,8 @@ def read_figures(document: Any) -> dict[str, Any]:
         return ReplayFigures.model_validate(document).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
+        # cut: a client's own dictionary key may be part of the path
+        where = (".".join(str(part) for part in first["loc"]) or "body")[:MAX_NAME]
         raise DocumentError(
             f"not a gateway replay --json document: {where}: {first['msg']}", where
         ) from None

@@ -201,6 +201,7 @@ def test_a_policy_change_applies_to_the_next_request_and_survives_a_restart(
             ).status_code
             == 200
         )
+        assert client.get("/admin/policies/default", headers=ADMIN).json()["threshold"] == 0.97
         assert client.delete("/admin/policies/default", headers=ADMIN).status_code == 200
         assert client.get("/admin/policies/default", headers=ADMIN).json()["threshold"] == default
         after = [p["name"] for p in client.get("/admin/policies", headers=ADMIN).json()["data"]]

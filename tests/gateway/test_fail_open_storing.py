@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from embeddings.protocol import Vectors
@@ -35,8 +36,9 @@ def settle(client: TestClient) -> None:
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
 
     async def drained() -> None:
-        while gateway.background:
-            await asyncio.gather(*gateway.background, return_exceptions=True)
+        async with asyncio.timeout(30):  # bounded: a store that hangs fails the test
+            while gateway.background:
+                await asyncio.gather(*gateway.background, return_exceptions=True)
 
     client.portal.call(drained)  # type: ignore[union-attr]
 
@@ -58,9 +60,14 @@ def test_misses_that_failed_open_are_stored_after_their_answer(make_fast_app: Ap
         assert reasons and reasons <= {"lookup_timeout", "lookup_queue_full"}
         settle(client)
         assert count_entries(client) == len(prompts)  # every answer was learned
-        metrics = client.get("/metrics").text
-        assert "gateway_stored_after_fail_open_total" in metrics
-        assert "gateway_embedding_batch_size_bucket" in metrics
+        metrics = {
+            family.name: family
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+        }
+        (late,) = metrics["gateway_stored_after_fail_open"].samples
+        assert late.value == sum(1 for kind, _ in answers if kind == "bypass")
+        batches = metrics["gateway_embedding_batch_size"].samples
+        assert next(s.value for s in batches if s.name.endswith("_count")) > 0
         assert "gateway_embedding_queue_depth" in metrics
 
         slow.seconds = 0.0  # the load is gone: the stored answers now serve

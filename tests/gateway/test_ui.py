@@ -44,8 +44,20 @@ def test_the_page_is_served_without_a_token_and_guarded(fast_client: TestClient)
     assert moved.status_code in (301, 307) and moved.headers["location"].endswith("/admin/ui/")
     index = fast_client.get("/admin/ui/")
     assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
-    policy = index.headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    policy = dict(
+        part.strip().split(" ", 1) for part in index.headers["content-security-policy"].split(";")
+    )
+    assert policy == {
+        "default-src": "'self'",
+        "script-src": "'self'",
+        "style-src": "'self' 'unsafe-inline'",
+        "img-src": "'self' data:",
+        "connect-src": "'self'",
+        "frame-src": "'self'",
+        "frame-ancestors": "'none'",
+        "base-uri": "'none'",
+        "form-action": "'none'",
+    }
     assert index.headers["x-content-type-options"] == "nosniff"
     assert index.headers["referrer-policy"] == "no-referrer"
     # The page holds no data: without a token it shows only the log-in form.
@@ -182,6 +194,7 @@ def test_a_long_replays_document_is_not_refused_for_its_size(fast_client: TestCl
     document["series"]["cumulative_saved_usd"] = [0.001 * i for i in range(200_000)]
     response = fast_client.post("/admin/replay/report", json=document, headers=ADMIN)
     assert response.status_code == 200  # larger than server.max_body_bytes (1 MiB)
+    assert 'id="chart-savings"' in response.text and "199.999" in response.text
     assert (
         fast_client.post("/admin/replay/report", content=b"[1,", headers=ADMIN).status_code == 400
     )

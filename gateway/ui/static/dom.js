@@ -57,8 +57,9 @@ export function say(message, kind = "info") {
   alert.hidden = !message;
 }
 
-// Runs a view's redraw: keeps the focus on the control that asked for it, and shows an
-// error instead of throwing it.
+// Runs an action or a view's redraw (call it once, at the control): shows an error instead
+// of throwing it, and when the redraw took the focus away (its control was replaced), puts
+// it back on the control that asked, or else on the view's heading.
 export async function redo(work) {
   const focused = document.activeElement?.id;
   try {
@@ -66,7 +67,8 @@ export async function redo(work) {
   } catch (error) {
     say(error.message, "error");
   }
-  // The control that asked, when it is still there; else the view's heading.
+  const now = document.activeElement;
+  if (now && now !== document.body && now.isConnected) return; // the work placed it
   const again = (focused && document.getElementById(focused)) || document.getElementById("view-title");
   again?.focus();
 }
@@ -84,7 +86,8 @@ export function pagedTable(caption, columns, rows, empty, size = 20) {
         el("button", { type: "button", dataset: { pager: "previous" }, disabled: at === 0, onclick: () => show(at - 1) }, "← Previous"),
         el("span", {}, `Page ${at + 1} of ${pages}`),
         el("button", { type: "button", dataset: { pager: "next" }, disabled: at === pages - 1, onclick: () => show(at + 1) }, "Next →")));
-    if (focused) box.querySelector(`[data-pager=${focused}]:not(:disabled)`)?.focus();
+    if (focused) box.querySelector(`[data-pager=${focused}]:not(:disabled)`)?.focus()
+      ?? box.querySelector("[data-pager]:not(:disabled)")?.focus(); // the end: the other way
   };
   show(0);
   return box;

@@ -58,14 +58,14 @@ async function markWrong(entry, note, root) {
   say(result.demoted
     ? `Entry ${entry.id} marked wrong: no paraphrase is served it again.`
     : `Entry ${entry.id} marked wrong (it was already demoted).`);
-  await redo(() => open(entry.id, root));
+  await open(entry.id, root);
 }
 
 async function remove(entry, root) {
   if (!(await confirmDialog("Delete this entry?", `Entry ${entry.id} leaves the cache and every index.`, "Delete"))) return;
   await api(`/admin/entries/${entry.id}`, { method: "DELETE" });
   say(`Entry ${entry.id} deleted.`);
-  await redo(() => entries(root));
+  await entries(root);
 }
 
 function filters() {
@@ -76,7 +76,8 @@ function filters() {
   return params;
 }
 
-async function purge(root) {
+async function purge(root, search) {
+  take(search); // what the form says now, searched or not
   const named = Object.fromEntries(Object.entries(filters()).filter(([, v]) => v !== ""));
   const described = Object.entries(named).map(([k, v]) => `${k} = ${k.endsWith("_s") ? duration(v) : v}`).join(", ");
   const message = described
@@ -86,7 +87,11 @@ async function purge(root) {
   const result = await api("/admin/purge", { method: "POST", body: described ? named : { all: true } });
   say(`Purged ${count(result.deleted)} entries.`);
   state.pages = [0];
-  await redo(() => entries(root));
+  await entries(root);
+}
+
+function take(search) {
+  for (const name of Object.keys(state.filters)) state.filters[name] = search.elements[name].value;
 }
 
 function form(root, categories) {
@@ -103,10 +108,10 @@ function form(root, categories) {
     field("older_than_s", "Created before", select("older_than_s", { "": "any time", 3600: "1 hour ago", 86400: "24 hours ago", 604800: "7 days ago" })),
     el("div", { class: "actions" },
       el("button", { type: "submit", id: "search" }, "Search"),
-      el("button", { type: "button", id: "purge", class: "danger", onclick: () => redo(() => purge(root)) }, "Purge matching…")));
+      el("button", { type: "button", id: "purge", class: "danger", onclick: () => redo(() => purge(root, search)) }, "Purge matching…")));
   search.addEventListener("submit", (event) => {
     event.preventDefault();
-    for (const name of Object.keys(state.filters)) state.filters[name] = search.elements[name].value;
+    take(search);
     state.pages = [0];
     redo(() => entries(root));
   });
@@ -114,12 +119,12 @@ function form(root, categories) {
 }
 
 function pager(root, page) {
-  const at = state.pages.length;
+  const shown = state.pages; // the pages up to this one: a second click goes to the same page
   const go = (pages) => { state.pages = pages; redo(() => entries(root)); };
   return el("nav", { class: "pager", "aria-label": "Pages" },
-    el("button", { type: "button", id: "previous-page", disabled: at <= 1, onclick: () => go(state.pages.slice(0, -1)) }, "← Previous"),
-    el("span", {}, `Page ${at}`),
-    el("button", { type: "button", id: "next-page", disabled: !page.has_more, onclick: () => go([...state.pages, page.next_after]) }, "Next →"));
+    el("button", { type: "button", id: "previous-page", disabled: shown.length <= 1, onclick: () => go(shown.slice(0, -1)) }, "← Previous"),
+    el("span", {}, `Page ${shown.length}`),
+    el("button", { type: "button", id: "next-page", disabled: !page.has_more, onclick: () => go([...shown, page.next_after]) }, "Next →"));
 }
 
 export async function entries(root) {

@@ -8,7 +8,7 @@ import { count, ms, percent, tokens, usd } from "../format.js";
 
 const WINDOWS = { "1 hour": [3600, 60], "24 hours": [86400, 900], "7 days": [604800, 10800], "30 days": [2592000, 43200] };
 const BREAKDOWNS = { by_category: "category", by_tenant: "tenant", by_model: "model" };
-const state = { window: "24 hours", breakdown: "by_category" };
+const state = { window: "24 hours", breakdown: "by_category", drawn: 0 };
 
 // The figures every total and breakdown row has: [key, label, read, format].
 const FIGURES = [
@@ -73,14 +73,16 @@ function choice(id, label, options, value, onchange) {
 }
 
 export async function overview(root) {
+  const drawing = ++state.drawn; // a slower, older draw that answers last is dropped
   const [span, bucket] = WINDOWS[state.window];
   const until = Date.now() / 1000;
   const since = until - span;
-  const window = { since: since.toFixed(3), until: until.toFixed(3) };
+  const range = { since: since.toFixed(3), until: until.toFixed(3) };
   const [stats, series] = await Promise.all([
-    api(`/admin/stats${query(window)}`),
-    api(`/admin/stats/series${query({ ...window, bucket })}`),
+    api(`/admin/stats${query(range)}`),
+    api(`/admin/stats/series${query({ ...range, bucket })}`),
   ]);
+  if (drawing !== state.drawn) return;
   const redraw = () => redo(() => overview(root));
   const windows = Object.fromEntries(Object.keys(WINDOWS).map((k) => [k, `last ${k}`]));
   const groupings = Object.fromEntries(Object.entries(BREAKDOWNS).map(([k, v]) => [k, `by ${v}`]));

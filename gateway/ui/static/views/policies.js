@@ -8,7 +8,7 @@ import { duration, percent } from "../format.js";
 
 // [field, label, kind, unit]; kind: number, integer, boolean or enum (options from the
 // API's own OpenAPI document).
-const FIELDS = [
+const CACHING = [
   ["enabled", "Enabled", "boolean"],
   ["threshold", "Threshold", "number", "cosine"],
   ["threshold_floor", "Threshold floor at full load", "number", "cosine"],
@@ -20,12 +20,15 @@ const FIELDS = [
   ["max_temperature", "Cached up to temperature", "number"],
   ["semantic", "Paraphrases served", "boolean"],
   ["pool", "Answers kept per prompt", "integer", "answers"],
+];
+const EXAMPLES = [
   ["examples", "In-context examples", "boolean"],
   ["example_floor", "Example floor", "number", "cosine"],
   ["example_budget_tokens", "Example budget", "integer", "tokens"],
   ["example_k_max", "Examples at most", "integer", "examples"],
   ["route", "Route member", "enum"],
 ];
+const FIELDS = [...CACHING, ...EXAMPLES];
 
 function control(policy, [field, label, kind, unit], options) {
   const id = `${policy.name}-${field}`;
@@ -83,9 +86,9 @@ function card(policy, upstreams, options, reload) {
       el("h3", {}, policy.name),
       policy.overridden ? el("span", { class: "badge", title: "changed at run time" }, "changed") : null),
     policy.description ? el("p", { class: "muted" }, policy.description) : null,
-    el("div", { class: "fields" }, FIELDS.slice(0, 11).map((f) => control(policy, f, options))),
+    el("div", { class: "fields" }, CACHING.map((f) => control(policy, f, options))),
     el("details", {}, el("summary", {}, "In-context examples and routing"),
-      el("div", { class: "fields" }, FIELDS.slice(11).map((f) => control(policy, f, options)))),
+      el("div", { class: "fields" }, EXAMPLES.map((f) => control(policy, f, options)))),
     effective(policy, upstreams),
     el("div", { class: "actions" },
       el("button", { type: "submit", id: `${policy.name}-save` }, "Save"),
@@ -93,31 +96,34 @@ function card(policy, upstreams, options, reload) {
         ? el("button", { type: "button", class: "secondary", id: `${policy.name}-revert`, onclick: () => redo(() => revert(policy, reload)) }, "Back to the policy file")
         : null),
     status);
-  form.addEventListener("submit", async (event) => {
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
-    for (const node of form.querySelectorAll(".field-error")) node.textContent = "";
-    for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
-    const changed = read(form, policy);
-    if (!Object.keys(changed).length) {
-      status.textContent = "Nothing changed.";
-      return;
-    }
-    try {
-      await api(`/admin/policies/${encodeURIComponent(policy.name)}`, { method: "PATCH", body: changed });
-    } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      const input = error.param && form.elements[error.param];
-      if (input) {
-        input.setAttribute("aria-invalid", "true");
-        document.getElementById(`${policy.name}-${error.param}-error`).textContent = error.message;
-        input.focus();
-      }
-      status.textContent = `Not saved: ${error.message}`;
-      return;
-    }
-    await reload(`Saved ${policy.name}: in force for the next request.`, form.id);
+    redo(() => save(form, policy, status, reload));
   });
   return form;
+}
+
+async function save(form, policy, status, reload) {
+  for (const node of form.querySelectorAll(".field-error")) node.textContent = "";
+    for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
+  const changed = read(form, policy);
+  if (!Object.keys(changed).length) {
+    status.textContent = "Nothing changed.";
+    return;
+  }
+  try {
+    await api(`/admin/policies/${encodeURIComponent(policy.name)}`, { method: "PATCH", body: changed });
+  } catch (error) {
+    status.textContent = `Not saved: ${error.message}`;
+    const input = error instanceof ApiError && error.param && form.elements[error.param];
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      document.getElementById(`${policy.name}-${error.param}-error`).textContent = error.message;
+      input.focus();
+    }
+    return;
+  }
+  await reload(`Saved ${policy.name}: in force for the next request.`, form.id);
 }
 
 async function revert(policy, reload) {
@@ -135,11 +141,11 @@ export async function policies(root) {
     api("/admin/policies"), api("/admin/upstreams"), api("/admin/openapi.json"),
   ]);
   const options = enums(openapi);
-  const reload = (message, formId) => redo(async () => {
+  const reload = async (message, formId) => {
     await policies(root);
     say(message);
     root.querySelector(`#${formId} [role=status]`).textContent = message;
-  });
+  };
   root.replaceChildren(
     heading("Policies", el("button", { type: "button", onclick: () => redo(() => policies(root)) }, "Refresh")),
     el("p", { class: "muted" }, "A change is validated by the gateway, stored, and in force for the next request on every gateway of this store."),

@@ -2,16 +2,12 @@
 // last 24 hours (/admin/stats by model); per route its members, the large model's pressure,
 // and the share of misses sent to the small and the large model.
 
-import { api, query } from "../api.js";
+import { api } from "../api.js";
 import { el, heading, redo, table } from "../dom.js";
 import { count, ms, percent, usd } from "../format.js";
 
 export async function upstreams(root) {
-  const until = Date.now() / 1000;
-  const [now, stats] = await Promise.all([
-    api("/admin/upstreams"),
-    api(`/admin/stats${query({ since: (until - 86400).toFixed(3), until: until.toFixed(3) })}`),
-  ]);
+  const [now, stats] = await Promise.all([api("/admin/upstreams"), api("/admin/stats")]); // stats: the last 24 h
   const day = (model) => stats.by_model[model];
   const models = table("Models, now and over the last 24 hours", [
     ["Model", (u) => u.model],
@@ -22,7 +18,7 @@ export async function upstreams(root) {
     ["Recent errors", (u) => count(u.recent_errors), { numeric: true }],
     ["Requests (24 h)", (u) => count(day(u.model)?.requests ?? 0), { numeric: true }],
     ["Errors (24 h)", (u) => count(day(u.model)?.errors ?? 0), { numeric: true }],
-    ["Hit rate (24 h)", (u) => percent(day(u.model)?.hit_rate ?? 0), { numeric: true }],
+    ["Hit rate (24 h)", (u) => percent(day(u.model)?.hit_rate), { numeric: true }], // – without requests
   ], now.data, "No models configured.");
   const routes = table("Routes: misses sent to the small and the large model (last 24 hours)", [
     ["Route", (r) => r.name],
